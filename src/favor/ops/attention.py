@@ -1,0 +1,126 @@
+"""Public FAVOR+ attention entry points: the whole op from raw q, k, v to outputs.
+
+Layout everywhere: ``(batch, heads, length, head_dim)``; ``key_padding_mask`` is ``(batch, length)``, bool,
+True at padding (the PyTorch convention).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from favor.ops.causal import FavorState, causal_attention
+from favor.ops.common import keep_mask
+from favor.ops.features import feature_map
+from favor.ops.naive import naive_causal_attention, naive_noncausal_attention
+from favor.ops.noncausal import noncausal_attention
+
+__all__ = ["favor_attention", "favor_attention_step"]
+
+MODES = ("fast", "naive")
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            "q, k, v must be (batch, heads, length, head_dim); "
+            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if q.shape != k.shape or k.shape[:3] != v.shape[:3]:
+        raise ValueError(
+            f"q and k must match and v must share (batch, heads, length); "
+            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+
+
+@contextlib.contextmanager
+def _full_precision(q: torch.Tensor):
+    """Features, exponentials and sums run in float32 (or float64), whatever autocast or the inputs say.
+
+    Half-precision exp and long sums lose too much; the result is cast back to the input dtype.
+    """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        yield torch.float64 if q.dtype == torch.float64 else torch.float32
+
+
+def favor_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    projection: torch.Tensor | None,
+    *,
+    causal: bool = False,
+    kernel: str = "softmax",
+    key_padding_mask: torch.Tensor | None = None,
+    chunk_size: int = 64,
+    mode: str = "fast",
+) -> torch.Tensor:
+    """FAVOR+ estimate of ``softmax(q k^T / sqrt(d)) v`` (or generalized attention for ``kernel="relu"``).
+
+    Args:
+        q, k, v: ``(batch, heads, length, head_dim)``.
+        projection: ``(nb_features, head_dim)`` from :func:`favor.ops.random_projection`; None only for "relu".
+        causal: query i attends to keys j <= i.
+        kernel: "softmax" (positive features), "softmax_hyperbolic", "softmax_trig", or "relu".
+        key_padding_mask: ``(batch, length)`` bool, True marks padded keys; they contribute to neither the
+            numerator nor the denominator, and never move the stabilizer. Outputs at padded positions are
+            finite but meaningless.
+        chunk_size: positions per chunk of the causal path.
+        mode: "fast" (default) or "naive" (plain twin with an explicit (L, L) matrix or prefix sums; tests).
+
+    Returns:
+        ``(batch, heads, length, head_dim)`` in the dtype of ``v``.
+
+    Time O(L m d); memory O(L (m + d) + m d) bidirectional, O(L (m + d) + (L / C) m d) causal.
+    """
+    _check_qkv(q, k, v)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    keep = keep_mask(key_padding_mask, q)
+    with _full_precision(q) as dtype:
+        q32, k32, v32 = (t.to(dtype) for t in (q, k, v))
+        projection = None if projection is None else projection.to(device=q.device, dtype=dtype)
+        query_base = feature_map(q32, projection, kernel=kernel).base
+        keys = feature_map(k32, projection, kernel=kernel)
+        if mode == "naive":
+            twin = naive_causal_attention if causal else naive_noncausal_attention
+            out = twin(query_base, keys, v32, keep)
+        elif causal:
+            out, _ = causal_attention(query_base, keys, v32, keep, chunk_size=chunk_size)
+        else:
+            out = noncausal_attention(query_base, keys, v32, keep)
+    return out.to(v.dtype)
+
+
+def favor_attention_step(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    projection: torch.Tensor | None,
+    state: FavorState | None,
+    *,
+    kernel: str = "softmax",
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, FavorState]:
+    """Causal FAVOR+ continued from a recurrent state (decoding, streaming, prefill).
+
+    Args:
+        q, k, v: ``(batch, heads, T, head_dim)``, T >= 1 new positions.
+        projection: as in :func:`favor_attention`; must stay the same across the steps of one sequence.
+        state: the state returned by the previous call, or None to start.
+
+    Returns:
+        outputs ``(batch, heads, T, head_dim)`` (each new position sees the state plus new positions up to
+        itself) and the new state. One new token costs O(m d) per head, whatever the context length.
+    """
+    _check_qkv(q, k, v)
+    with _full_precision(q) as dtype:
+        q32, k32, v32 = (t.to(dtype) for t in (q, k, v))
+        projection = None if projection is None else projection.to(device=q.device, dtype=dtype)
+        query_base = feature_map(q32, projection, kernel=kernel).base
+        keys = feature_map(k32, projection, kernel=kernel)
+        out, state = causal_attention(
+            query_base, keys, v32, None, chunk_size=min(chunk_size, q.shape[2]), initial=state
+        )
+    return out.to(v.dtype), state
