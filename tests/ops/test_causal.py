@@ -35,7 +35,7 @@ def test_chunked_matches_naive_outputs_and_gradients(kernel, length, chunk):
         for t in (q, k, v):
             t.grad = None
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-9, atol=1e-9)
-    for fast, naive in zip(*grads):
+    for fast, naive in zip(*grads, strict=True):
         torch.testing.assert_close(fast, naive, rtol=1e-8, atol=1e-8)
 
 

@@ -60,7 +60,8 @@ def favor_attention(
 
     Args:
         q, k, v: ``(batch, heads, length, head_dim)``.
-        projection: ``(nb_features, head_dim)`` from :func:`favor.ops.random_projection`; None only for "relu".
+        projection: ``(nb_features, head_dim)`` (see :func:`favor.ops.random_projection`);
+            None only for "relu".
         causal: query i attends to keys j <= i.
         kernel: "softmax" (positive features), "softmax_hyperbolic", "softmax_trig", or "relu".
         key_padding_mask: ``(batch, length)`` bool, True marks padded keys; they contribute to neither the

@@ -58,7 +58,7 @@ def _half_sq_norm(x: torch.Tensor) -> torch.Tensor:
 
 def _exp_features(logits: torch.Tensor, x: torch.Tensor) -> Features:
     """exp(logits - |x|^2/2) with the per-row max of the logits split off into log_scale."""
-    # The row max is a constant offset (no gradient): base * exp(log_scale) stays exactly exp(logits - |x|^2/2).
+    # The row max is a constant offset (no gradient): base * exp(log_scale) is exactly exp(logits - |x|^2/2).
     row_max = logits.detach().amax(dim=-1, keepdim=True)
     # In place on the matmul output (not saved by autograd): one pass instead of two.
     base = logits.sub_(row_max).exp_()
@@ -77,7 +77,7 @@ def softmax_hyperbolic_features(x: torch.Tensor, projection: torch.Tensor) -> Fe
 
 
 def softmax_trig_features(x: torch.Tensor, projection: torch.Tensor) -> Features:
-    """Trigonometric features [sin(Wx), cos(Wx)] with scale exp(|x|^2/2) (unbounded variance; for comparison)."""
+    """Trigonometric features [sin(Wx), cos(Wx)], scale exp(|x|^2/2) (unbounded variance; for comparison)."""
     wx = x @ _scaled_projection(projection, x).T
     return Features(base=torch.cat([torch.sin(wx), torch.cos(wx)], dim=-1), log_scale=_half_sq_norm(x))
 
