@@ -1,0 +1,45 @@
+"""Models: backbones behind one interface, task heads, save/load and generation.
+
+ModelConfig(backbone=..., task=..., ...)    one validated config; `backbone` switches architecture
+SequenceModel(config)                       embedding + backbone + head; forward / init_state / step
+save_pretrained(model, folder), load_pretrained(folder)
+generate(model, prompt_ids, max_new_tokens=...)
+"""
+
+from favor.models.base import Backbone
+from favor.models.config import (
+    BACKBONES,
+    TASKS,
+    ConvConfig,
+    LinformerConfig,
+    ModelConfig,
+    PerformerConfig,
+)
+from favor.models.factory import build_backbone, build_head
+from favor.models.generation import generate, sample_next_token
+from favor.models.losses import IGNORE_INDEX, task_loss
+from favor.models.model import SequenceModel
+from favor.models.outputs import DecodingState, ModelOutput
+from favor.models.pretrained import load_config, load_pretrained, save_pretrained
+
+__all__ = [
+    "BACKBONES",
+    "IGNORE_INDEX",
+    "TASKS",
+    "Backbone",
+    "ConvConfig",
+    "DecodingState",
+    "LinformerConfig",
+    "ModelConfig",
+    "ModelOutput",
+    "PerformerConfig",
+    "SequenceModel",
+    "build_backbone",
+    "build_head",
+    "generate",
+    "load_config",
+    "load_pretrained",
+    "sample_next_token",
+    "save_pretrained",
+    "task_loss",
+]
