@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from favor.ops.common import augment_values, split_output
+from favor.ops.common import augment_values
 from favor.ops.features import Features
+from favor.ops.linear import causal_core
 
 __all__ = ["FavorState", "causal_attention"]
 
@@ -51,64 +52,14 @@ def _chunk_frames(log_scale: torch.Tensor, start: torch.Tensor | None) -> torch.
     return chunk_max.cummax(dim=-1).values
 
 
-class _DecayedScan(torch.autograd.Function):
-    """Exclusive prefix sums with decay: ``P_c = a_c E_{c-1}``, ``E_c = P_c + T_c``.
-
-    Written as one autograd node with a hand-written reverse scan: recording N tiny autograd nodes costs
-    far more than the arithmetic (and slicing a stacked tensor N times makes the backward quadratic).
-    The decays ``a`` carry no gradient (they come from the detached stabilizer frames).
-    """
-
-    @staticmethod
-    def forward(ctx, states, decays, initial):
-        # states (B, H, N, M, D), decays (B, H, N), initial (B, H, M, D). The loop runs over contiguous
-        # (N, B, H, M, D) slices: strided slices of the (B, H, N, ...) layout are several times slower.
-        states_n = states.movedim(2, 0).contiguous()
-        decays_n = decays.movedim(2, 0).contiguous()[..., None, None]
-        prefixes = torch.empty_like(states_n)
-        carried = initial
-        for c in range(states_n.shape[0]):
-            torch.mul(carried, decays_n[c], out=prefixes[c])
-            carried = prefixes[c] + states_n[c]
-        ctx.save_for_backward(decays_n)
-        return prefixes.movedim(0, 2), carried
-
-    @staticmethod
-    def backward(ctx, grad_prefixes, grad_final):
-        (decays_n,) = ctx.saved_tensors
-        grad_prefixes = grad_prefixes.movedim(2, 0).contiguous()
-        grad_states = torch.empty_like(grad_prefixes)
-        # G_c = dL/dE_c: G_{N-1} = grad_final, G_{c-1} = a_c (dP_c + G_c), and dT_c = G_c.
-        running = grad_final if grad_final is not None else torch.zeros_like(grad_prefixes[0])
-        for c in range(grad_prefixes.shape[0] - 1, -1, -1):
-            grad_states[c] = running
-            running = (grad_prefixes[c] + running) * decays_n[c]
-        return grad_states.movedim(0, 2), None, running
-
-
-def _scan_states(
-    chunk_states: torch.Tensor, frames: torch.Tensor, initial: FavorState | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exclusive prefix sums of chunk states, each expressed in its own chunk's frame.
-
-    Args:
-        chunk_states: ``(B, H, N, M, d+1)``; state c is in frame ``frames[..., c]``.
-        frames: ``(B, H, N)``, non-decreasing along N (-inf while no real key has been seen).
-        initial: state carried in from earlier positions, or None.
-
-    Returns:
-        prefixes ``(B, H, N, M, d+1)`` (prefix c excludes chunk c) and the final inclusive state.
-    """
+def _decays(frames: torch.Tensor, initial: FavorState | None) -> torch.Tensor:
+    """``exp(F_{c-1} - F_c) <= 1`` per chunk, ``(B, H, N)``; an empty carried state decays to 0, not NaN."""
     if initial is None:
-        carried = torch.zeros_like(chunk_states[:, :, 0])
         start = torch.full_like(frames[..., :1], float("-inf"))
     else:
-        carried = initial.context.to(chunk_states.dtype)
         start = initial.frame.to(frames.dtype).unsqueeze(-1)
     previous = torch.cat([start, frames[..., :-1]], dim=-1)
-    # exp(F_{c-1} - F_c) <= 1; an empty carried state (frame -inf) decays to 0 instead of NaN.
-    decays = torch.where(torch.isfinite(previous), torch.exp(previous - frames), torch.zeros_like(frames))
-    return _DecayedScan.apply(chunk_states, decays.detach(), carried)
+    return torch.where(torch.isfinite(previous), torch.exp(previous - frames), torch.zeros_like(frames))
 
 
 def causal_attention(
@@ -159,14 +110,12 @@ def causal_attention(
     k_c = k_base.reshape(*chunked, -1)  # (B, H, N, C, M)
     v_aug = augment_values(v.reshape(*chunked, -1), weights)  # (B, H, N, C, d+1)
 
-    chunk_states = k_c.transpose(-2, -1) @ v_aug  # (B, H, N, M, d+1)
-    prefixes, final = _scan_states(chunk_states, frames, initial)
-
-    # (B, H, N, C, C), keys j <= query i; in place on the product, which its backward does not need
-    future = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=v.device).triu_(1)
-    scores = (q_c @ k_c.transpose(-2, -1)).masked_fill_(future, 0.0)
-    out_aug = q_c @ prefixes + scores @ v_aug  # (B, H, N, C, d+1)
-    out = split_output(out_aug).reshape(batch, heads, n_chunks * chunk_size, -1)[:, :, :length]
+    if initial is None:
+        carried = v_aug.new_zeros(batch, heads, q_c.shape[-1], v_aug.shape[-1])  # (B, H, M, d+1)
+    else:
+        carried = initial.context.to(v_aug.dtype)
+    out, final = causal_core(q_c, k_c, v_aug, _decays(frames, initial).detach(), carried)  # (B, H, N, C, d)
+    out = out.reshape(batch, heads, n_chunks * chunk_size, -1)[:, :, :length]
 
     consumed = 0 if initial is None else initial.length
     state = FavorState(context=final, frame=frames[..., -1], length=consumed + length)

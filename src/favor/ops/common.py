@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["augment_values", "split_output", "keep_mask"]
+__all__ = ["augment_values", "keep_mask"]
 
 
 def keep_mask(key_padding_mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -34,16 +34,3 @@ def augment_values(v: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``[w * v, w]``: values ``(B, H, L, d)`` and weights ``(B, H, L)`` -> ``(B, H, L, d + 1)``."""
     w = weights.unsqueeze(-1)
     return torch.cat([v * w, w], dim=-1)
-
-
-def split_output(out_aug: torch.Tensor) -> torch.Tensor:
-    """Numerator / guarded denominator from ``(..., d + 1)`` to ``(..., d)``.
-
-    With positive features the denominator is > 0 unless every term underflowed; signed features
-    (trigonometric) can make it ~0. Either way its magnitude is floored at sqrt(tiny) of the dtype, keeping
-    its sign, so the result stays finite.
-    """
-    numerator, denominator = out_aug[..., :-1], out_aug[..., -1:]
-    floor = torch.finfo(out_aug.dtype).tiny ** 0.5
-    sign = torch.where(denominator < 0, -1.0, 1.0).to(denominator.dtype)
-    return numerator / (sign * denominator.abs().clamp_min(floor))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from favor.ops.common import augment_values, split_output
+from favor.ops.common import augment_values
 from favor.ops.features import Features
+from favor.ops.linear import noncausal_core
 
 __all__ = ["noncausal_attention", "noncausal_key_weights"]
 
@@ -43,5 +44,4 @@ def noncausal_attention(
         ``(B, H, L, d)``.
     """
     v_aug = augment_values(v, noncausal_key_weights(keys, keep))  # (B, H, L, d+1)
-    context = keys.base.transpose(-2, -1) @ v_aug  # (B, H, M, d+1)
-    return split_output(query_base @ context)  # (B, H, L, d)
+    return noncausal_core(query_base, keys.base, v_aug)  # (B, H, L, d)
