@@ -67,28 +67,35 @@ def noncausal_core(q: torch.Tensor, k: torch.Tensor, v_aug: torch.Tensor) -> tor
     return _NoncausalCore.apply(q, k, v_aug)
 
 
-def _scan(
+def _scan_(
     states: torch.Tensor, decays: torch.Tensor, initial: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``P_c = a_c E_{c-1}``, ``E_c = P_c + T_c`` over dim 2: returns all P and the last E."""
-    prefixes = torch.empty_like(states)
+    """In place over dim 2: chunk states T become exclusive prefixes ``P_c = a_c E_{c-1}``,
+    with ``E_c = P_c + T_c``.
+
+    Returns the overwritten ``states`` (now the prefixes) and the last inclusive state E.
+    """
     carried = initial
     for c in range(states.shape[2]):
-        torch.mul(carried, decays[:, :, c, None, None], out=prefixes[:, :, c])
-        carried = prefixes[:, :, c] + states[:, :, c]
-    return prefixes, carried
+        chunk_state = states[:, :, c].clone()
+        torch.mul(carried, decays[:, :, c, None, None], out=states[:, :, c])
+        carried = states[:, :, c] + chunk_state
+    return states, carried
 
 
-def _scan_backward(
+def _scan_backward_(
     grad_prefixes: torch.Tensor, grad_final: torch.Tensor, decays: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reverse of :func:`_scan`: ``G_{N-1} = dE_final``, ``dT_c = G_c``, ``G_{c-1} = a_c (dP_c + G_c)``."""
-    grad_states = torch.empty_like(grad_prefixes)
+    """Reverse of :func:`_scan_`, in place: ``dP`` becomes ``dT``; also returns the initial state's gradient.
+
+    ``G_{N-1} = dE_final``, ``dT_c = G_c``, ``G_{c-1} = a_c (dP_c + G_c)``.
+    """
     running = grad_final
     for c in range(grad_prefixes.shape[2] - 1, -1, -1):
-        grad_states[:, :, c] = running
-        running = (grad_prefixes[:, :, c] + running) * decays[:, :, c, None, None]
-    return grad_states, running
+        grad_prefix = grad_prefixes[:, :, c].clone()
+        grad_prefixes[:, :, c] = running
+        running = (grad_prefix + running) * decays[:, :, c, None, None]
+    return grad_prefixes, running
 
 
 def _bmm_add(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -104,7 +111,7 @@ class _CausalCore(torch.autograd.Function):
         # q, k (B, H, N, C, M); v_aug (B, H, N, C, D); decays (B, H, N); initial (B, H, M, D)
         chunk = q.shape[-2]
         future = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu_(1)
-        prefixes, final = _scan(k.transpose(-2, -1) @ v_aug, decays, initial)  # (B, H, N, M, D)
+        prefixes, final = _scan_(k.transpose(-2, -1) @ v_aug, decays, initial)  # (B, H, N, M, D)
         scores = (q @ k.transpose(-2, -1)).masked_fill_(future, 0.0)  # (B, H, N, C, C)
         out, safe, passes = _divide((q @ prefixes).add_(scores @ v_aug))
         ctx.save_for_backward(q, k, v_aug, decays, prefixes, out, safe, passes)
@@ -115,17 +122,21 @@ class _CausalCore(torch.autograd.Function):
     def backward(ctx, grad, grad_final):
         q, k, v_aug, decays, prefixes, out, safe, passes = ctx.saved_tensors
         grad_aug = _grad_out_aug(grad, out, safe, passes)  # (B, H, N, C, D)
+        # Each (L, C) or (N, M, D) intermediate is released as soon as it has been used (peak memory).
         # Scores are recomputed rather than stored: one small product instead of (L C) memory.
         scores_t = (k @ q.transpose(-2, -1)).masked_fill_(ctx.future.T, 0.0)  # (B, H, N, C, C), transposed
+        grad_v = scores_t @ grad_aug  # (B, H, N, C, D)
+        del scores_t
         grad_scores = (grad_aug @ v_aug.transpose(-2, -1)).masked_fill_(ctx.future, 0.0)  # (B, H, N, C, C)
-        grad_prefixes = q.transpose(-2, -1) @ grad_aug  # (B, H, N, M, D)
-        if grad_final is None:
-            grad_final = torch.zeros_like(prefixes[:, :, 0])
-        grad_states, grad_initial = _scan_backward(grad_prefixes, grad_final, decays)
         # Sums of two products accumulate in place (baddbmm): a fresh (L, M) buffer per sum costs page faults.
         grad_q = _bmm_add(grad_scores @ k, grad_aug, prefixes.transpose(-2, -1))  # (B, H, N, C, M)
-        grad_k = _bmm_add(grad_scores.transpose(-2, -1) @ q, v_aug, grad_states.transpose(-2, -1))
-        grad_v = _bmm_add(scores_t @ grad_aug, k, grad_states)  # (B, H, N, C, D)
+        grad_k = grad_scores.transpose(-2, -1) @ q
+        del grad_scores
+        if grad_final is None:
+            grad_final = torch.zeros_like(prefixes[:, :, 0])
+        grad_states, grad_initial = _scan_backward_(q.transpose(-2, -1) @ grad_aug, grad_final, decays)
+        _bmm_add(grad_k, v_aug, grad_states.transpose(-2, -1))
+        _bmm_add(grad_v, k, grad_states)
         return grad_q, grad_k, grad_v, None, grad_initial
 
 
