@@ -1,0 +1,283 @@
+"""The FastAPI application: routes, validation errors, body-size limit and metrics.
+
+    app = create_app("runs/mlm")            # a model folder or a training run directory
+    # POST /embed /fill-mask /score /generate /predict, GET /health /metrics /openapi.json
+
+Status codes: 200 on success; 400 for a route the loaded model has no head for (e.g. /generate on a
+masked LM); 413 for a body over ``max_body_bytes``; 422 for an invalid request (malformed JSON, a wrong
+type, an unknown residue, an empty or over-long sequence, too many sequences, a mutation that does not fit
+the sequence), always with ``{"detail": "<message naming the field>"}``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from favor.serve.batcher import MicroBatcher
+from favor.serve.engine import EngineLimits, InferenceEngine, InputError, TaskError
+from favor.serve.loading import ServedModel, load_served_model
+from favor.serve.metrics import CONTENT_TYPE, Metrics
+from favor.serve.schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    ErrorResponse,
+    FillMaskRequest,
+    FillMaskResponse,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    PredictRequest,
+    PredictResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+from favor.serve.settings import ServeSettings
+from favor.serve.tasks import PREDICT_TASKS, embed_job, fill_mask_job, generate_job, predict_job, score_job
+
+__all__ = ["ServeSettings", "create_app"]
+
+_ERRORS = {
+    400: {"model": ErrorResponse, "description": "The model has no head for this route."},
+    413: {"model": ErrorResponse, "description": "Request body too large."},
+    422: {"model": ErrorResponse, "description": "Invalid request; the message names the field."},
+}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            reason = (item.get("ctx") or {}).get("error", "invalid JSON")
+            parts.append(f"malformed JSON body: {reason}")
+            continue
+        where = ".".join(str(x) for x in item.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{where}: {item.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to a request body over ``max_bytes`` (declared or streamed) before the app reads it."""
+
+    def __init__(self, app, *, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            status = 413 if declared.isdigit() else 400
+            message = (
+                f"request body of {int(declared)} bytes is over the limit of {self.max_bytes} bytes"
+                if status == 413
+                else "invalid Content-Length header"
+            )
+            return await _error(status, message)(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await _error(413, f"request body is over the limit of {self.max_bytes} bytes")(
+                    scope, receive, send
+                )
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+class MetricsMiddleware:
+    """Count every request by route and status and time it (unknown paths count as ``other``)."""
+
+    def __init__(self, app, *, metrics: Metrics, routes: set[str]) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def record(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            route = scope["path"] if scope["path"] in self.routes else "other"
+            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - start)
+
+
+def _served_routes(task: str) -> list[str]:
+    routes = ["/embed"]
+    if task == "mlm":
+        routes += ["/fill-mask", "/score"]
+    if task == "clm":
+        routes.append("/generate")
+    if task in PREDICT_TASKS:
+        routes.append("/predict")
+    return routes
+
+
+def create_app(
+    model: str | os.PathLike | ServedModel,
+    *,
+    settings: ServeSettings | None = None,
+    device: str = "cpu",
+) -> FastAPI:
+    """Build the application for ``model`` (a path, see `favor.serve.loading`, or a loaded `ServedModel`).
+
+    ``app.state`` holds the `InferenceEngine` (``engine``), the `MicroBatcher` (``batcher``), the
+    `Metrics` (``metrics``) and the settings. The batcher's worker thread starts with the app's lifespan
+    (or on the first request) and stops when the app shuts down.
+    """
+    settings = settings or ServeSettings()
+    served = model if isinstance(model, ServedModel) else load_served_model(model, device=device)
+    limits = EngineLimits(
+        max_residues=settings.max_residues,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_rows=settings.max_batch_rows,
+    )
+    engine = InferenceEngine(served, limits=limits)
+    config = served.config
+    metrics = Metrics(
+        model_info={"backbone": config.backbone, "task": config.task, "causal": str(config.causal)}
+    )
+    engine.on_forward = metrics.observe_forward
+    batcher = MicroBatcher(
+        lambda key, rows: engine.forward_rows(rows, output=key[0], layer=key[1]),
+        max_rows=settings.max_batch_rows,
+        max_wait_s=settings.max_wait_ms / 1000.0,
+        on_batch=metrics.observe_batch,
+    )
+    metrics.pending = lambda: batcher.pending
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        batcher.close()
+
+    app = FastAPI(
+        title="favor",
+        summary="Protein language model inference: embeddings, masked-residue prediction, mutation scores.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.engine, app.state.batcher = engine, batcher
+    app.state.metrics, app.state.settings = metrics, settings
+    _add_error_handlers(app)
+    _add_model_routes(app, engine, batcher, settings)
+    _add_service_routes(app, engine, metrics)
+    routes = {route.path for route in app.routes}
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(error))
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, error: InputError) -> JSONResponse:
+        return _error(422, str(error))
+
+    @app.exception_handler(TaskError)
+    async def _task_error(request: Request, error: TaskError) -> JSONResponse:
+        return _error(400, str(error))
+
+
+def _add_model_routes(
+    app: FastAPI, engine: InferenceEngine, batcher: MicroBatcher, settings: ServeSettings
+) -> None:
+    # Results are plain JSON-ready dicts: returning a JSONResponse skips re-validating every float.
+    @app.post("/embed", response_model=EmbedResponse, responses=_ERRORS)
+    async def embed(body: EmbedRequest) -> JSONResponse:
+        """Mean-pooled residue embeddings of one layer (default: the last) for each sequence."""
+        job = embed_job(engine, body.sequences, body.layer, max_sequences=settings.max_sequences)
+        return JSONResponse(await batcher.submit(job))
+
+    @app.post("/fill-mask", response_model=FillMaskResponse, responses=_ERRORS)
+    async def fill_mask(body: FillMaskRequest) -> JSONResponse:
+        """Top-k residues with probabilities at every ``<mask>`` / ``_`` position (masked LMs)."""
+        return JSONResponse(await batcher.submit(fill_mask_job(engine, body.sequence, body.top_k)))
+
+    @app.post("/score", response_model=ScoreResponse, responses=_ERRORS)
+    async def score(body: ScoreRequest) -> JSONResponse:
+        """Masked-marginal log-likelihood ratio of each mutation (masked LMs)."""
+        job = score_job(engine, body.sequence, body.mutations, max_mutations=settings.max_mutations)
+        return JSONResponse(await batcher.submit(job))
+
+    @app.post("/generate", response_model=GenerateResponse, responses=_ERRORS)
+    async def generate(body: GenerateRequest) -> JSONResponse:
+        """Sample a continuation of the prompt (causal LMs); reproducible from the returned seed."""
+        if body.max_new_tokens > settings.max_new_tokens:
+            raise InputError(
+                f"max_new_tokens: {body.max_new_tokens} is over the limit of {settings.max_new_tokens}"
+            )
+        job = generate_job(
+            engine,
+            prompt=body.prompt,
+            max_new_tokens=body.max_new_tokens,
+            temperature=body.temperature,
+            top_k=body.top_k,
+            top_p=body.top_p,
+            seed=body.seed,
+        )
+        return JSONResponse(await batcher.submit(job))
+
+    @app.post("/predict", response_model=PredictResponse, responses=_ERRORS)
+    async def predict(body: PredictRequest) -> JSONResponse:
+        """Outputs of a fine-tuned head: per sequence, per residue (token heads) or per pair (contacts)."""
+        job = predict_job(engine, body.sequences, max_sequences=settings.max_sequences)
+        return JSONResponse(await batcher.submit(job))
+
+
+def _add_service_routes(app: FastAPI, engine: InferenceEngine, metrics: Metrics) -> None:
+    config = engine.config
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> dict:
+        """Liveness and a description of the loaded model."""
+        return {
+            "status": "ok",
+            "model": str(engine.served.path),
+            "backbone": config.backbone,
+            "task": config.task,
+            "causal": config.causal,
+            "n_layers": config.n_layers,
+            "d_model": config.d_model,
+            "max_residues": engine.max_residues,
+            "routes": _served_routes(config.task),
+        }
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Prometheus text exposition: requests, errors, latency, batch sizes, queue length."""
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,149 @@
+"""Find and load the model a server or an export works on: a model folder or a training run directory.
+
+Accepted paths, tried in this order:
+
+    MODEL_DIR/config.json + model.safetensors       a folder written by `favor.models.save_pretrained`
+    RUN_DIR/model/                                   a final model folder inside a run directory
+    RUN_DIR/checkpoints/latest -> step-N/model/      the newest complete training checkpoint
+    CHECKPOINT_DIR/model/                            one checkpoint folder (``.../checkpoints/step-N``)
+
+When the model folder sits inside a training checkpoint whose ``manifest.json`` lists it, its files are
+checked against the recorded size and SHA-256 first, so a truncated or modified file is named before any
+tensor is read. The alphabet comes from ``alphabet.json`` next to ``config.json`` (or in the run directory)
+when there is one (`favor.data.Alphabet.to_dict` format), else `Alphabet.protein()`; either way its
+size must equal the model's ``vocab_size``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from favor.data import Alphabet
+from favor.models import SequenceModel, load_pretrained
+from favor.models.pretrained import CONFIG_NAME, WEIGHTS_NAME
+
+__all__ = ["ModelLoadError", "ServedModel", "ALPHABET_NAME", "resolve_model_dir", "load_served_model"]
+
+ALPHABET_NAME = "alphabet.json"
+
+
+class ModelLoadError(ValueError):
+    """A model folder that cannot be found or loaded; the message names the path or file."""
+
+
+@dataclass
+class ServedModel:
+    """A loaded model in eval mode with the alphabet its token ids come from."""
+
+    model: SequenceModel
+    alphabet: Alphabet
+    path: Path
+
+    @property
+    def config(self):
+        return self.model.config
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / CONFIG_NAME).is_file()
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """The model folder for ``path`` (a model folder, a run directory or a checkpoint folder)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file or directory")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: expected a model folder or a run directory, got a file")
+    if _is_model_dir(path):
+        return path
+    if _is_model_dir(path / "model"):
+        return path / "model"
+    pointer = path / "checkpoints" / "latest"
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        candidate = path / "checkpoints" / name / "model"
+        if name and _is_model_dir(candidate):
+            return candidate
+        raise ModelLoadError(f"{pointer}: names {name!r}, which holds no model folder ({candidate})")
+    raise ModelLoadError(
+        f"{path}: no model found; expected {CONFIG_NAME} + {WEIGHTS_NAME} in it, in {path / 'model'}, "
+        f"or a training run with {pointer}"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_manifest(model_dir: Path) -> None:
+    """Check the model files against the enclosing checkpoint's manifest, when there is one."""
+    manifest_path = model_dir.parent / "manifest.json"
+    if not manifest_path.is_file():
+        return
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{manifest_path}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise ModelLoadError(f"{manifest_path}: expected a JSON object of file entries")
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        entry = manifest.get(f"{model_dir.name}/{name}")
+        path = model_dir / name
+        if not isinstance(entry, dict) or not path.is_file():
+            continue
+        size = path.stat().st_size
+        if size != entry.get("bytes", size):
+            raise ModelLoadError(
+                f"{path}: {size} bytes, the checkpoint manifest says {entry['bytes']} (truncated or modified)"
+            )
+        if "sha256" in entry and _sha256(path) != entry["sha256"]:
+            raise ModelLoadError(f"{path}: SHA-256 does not match {manifest_path} (file was modified)")
+
+
+def _load_alphabet(model_dir: Path, vocab_size: int | None) -> Alphabet:
+    alphabet = Alphabet.protein()
+    for candidate in (model_dir / ALPHABET_NAME, model_dir.parent / ALPHABET_NAME):
+        if candidate.is_file():
+            try:
+                alphabet = Alphabet.from_dict(json.loads(candidate.read_text(encoding="utf-8")))
+            except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as error:
+                raise ModelLoadError(f"{candidate}: not a valid alphabet ({error})") from None
+            break
+    if vocab_size != alphabet.vocab_size:
+        raise ModelLoadError(
+            f"{model_dir / CONFIG_NAME}: vocab_size={vocab_size} does not match the alphabet's "
+            f"{alphabet.vocab_size} tokens; store the training alphabet as {model_dir / ALPHABET_NAME}"
+        )
+    return alphabet
+
+
+def load_served_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> ServedModel:
+    """Resolve ``path`` (see the module docstring), verify and load the model in eval mode.
+
+    Raises `ModelLoadError` naming the folder or file for anything missing, truncated, modified or
+    inconsistent (including models without a token embedding, which cannot serve protein sequences).
+    """
+    model_dir = resolve_model_dir(path)
+    _verify_manifest(model_dir)
+    try:
+        model = load_pretrained(model_dir, device=device)
+    except (ValueError, FileNotFoundError) as error:
+        raise ModelLoadError(str(error)) from None
+    if model.config.vocab_size is None:
+        raise ModelLoadError(f"{model_dir / CONFIG_NAME}: the model has no token embedding (vocab_size=null)")
+    alphabet = _load_alphabet(model_dir, model.config.vocab_size)
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return ServedModel(model=model, alphabet=alphabet, path=model_dir)

@@ -1,0 +1,226 @@
+"""`run_server` and the ``favor serve`` command line.
+
+    favor serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--max-wait-ms 5] [--max-batch-rows 64] ...
+
+Two ways to wire it into a command line: `serve_cli` is a typed function (positional ``run_dir``,
+keyword-only options, an ``Args:`` docstring) for a CLI built from signatures, e.g.
+``command(name="serve")(serve_cli)`` in `favor.cli`; `register(subparsers)` adds a plain argparse
+``serve`` subcommand whose ``func`` is `serve_command`. ``python -m favor.serve.server RUN_DIR`` uses
+the latter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from favor.serve.loading import ModelLoadError
+from favor.serve.settings import ServeSettings
+
+__all__ = ["run_server", "serve_cli", "register", "add_serve_arguments", "serve_command", "main"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_server(
+    model_dir: str | os.PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: ServeSettings | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Load ``model_dir`` and serve it over HTTP until interrupted (Ctrl-C / SIGTERM).
+
+    Args:
+        model_dir: a model folder (``config.json`` + ``model.safetensors``), a training run directory
+            (``RUN_DIR/model`` or the newest checkpoint ``RUN_DIR/checkpoints/latest``), or one checkpoint
+            folder; see `favor.serve.loading`.
+        host: address to bind; the default serves this machine only. Any other address exposes an
+            unauthenticated API to the network.
+        port: TCP port (0 picks a free one).
+        settings: request limits and micro-batching knobs (`ServeSettings`).
+        device: torch device of the model ("cpu", "cuda", "cuda:1").
+        threads: torch intra-op threads for inference (None: torch's default).
+        log_level: uvicorn log level.
+    """
+    try:
+        import uvicorn
+
+        from favor.serve.app import create_app
+    except ImportError as error:
+        raise ImportError(
+            f"favor serve needs FastAPI and uvicorn ({error}); install them with: pip install 'favor[serve]'"
+        ) from None
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not _is_loopback(host):
+        print(f"favor serve: warning: binding to {host}: the API has no authentication", file=sys.stderr)
+    app = create_app(model_dir, settings=settings, device=device)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``favor serve`` (defaults from `ServeSettings`)."""
+    defaults = _DEFAULTS
+    parser.add_argument(
+        "model_dir", metavar="RUN_DIR", help="model folder, training run directory or checkpoint"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--max-residues",
+        type=int,
+        default=None,
+        help="residues per sequence (default: the model's max_length - 2)",
+    )
+    parser.add_argument(
+        "--max-sequences",
+        type=int,
+        default=defaults.max_sequences,
+        help="sequences per request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="request body limit, 413 beyond (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=defaults.max_wait_ms,
+        help="how long a micro-batch waits for more requests (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=defaults.max_batch_rows,
+        help="sequences per micro-batch and forward pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=defaults.max_batch_tokens,
+        help="padded tokens per forward pass (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
+
+
+_DEFAULTS = ServeSettings()
+
+
+def serve_cli(
+    run_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "cpu",
+    threads: int | None = None,
+    max_residues: int | None = None,
+    max_sequences: int = _DEFAULTS.max_sequences,
+    max_body_bytes: int = _DEFAULTS.max_body_bytes,
+    max_wait_ms: float = _DEFAULTS.max_wait_ms,
+    max_batch_rows: int = _DEFAULTS.max_batch_rows,
+    max_batch_tokens: int = _DEFAULTS.max_batch_tokens,
+    log_level: str = "info",
+) -> int:
+    """Serve a model over HTTP: embed, fill-mask, score, generate, predict, health, metrics.
+
+    Binds 127.0.0.1 (this machine only) unless --host says otherwise; the API has no authentication.
+    Routes, limits, error codes and metrics: docs/serving.md. Stops on Ctrl-C / SIGTERM.
+
+    Args:
+        run_dir: model folder (config.json + model.safetensors), training run directory (RUN_DIR/model,
+            else the newest checkpoint) or one checkpoint folder.
+        host: address to bind.
+        port: TCP port (0 picks a free one).
+        device: torch device of the model (cpu, cuda, cuda:1).
+        threads: torch intra-op threads (default: torch's).
+        max_residues: residues per sequence (default: the model's max_length - 2).
+        max_sequences: sequences per request.
+        max_body_bytes: request body limit; larger bodies get 413.
+        max_wait_ms: how long a micro-batch waits for more requests.
+        max_batch_rows: sequences per micro-batch and forward pass.
+        max_batch_tokens: padded tokens (rows x longest row) per forward pass.
+        log_level: uvicorn log level (critical, error, warning, info, debug).
+    """
+    settings = ServeSettings(
+        max_residues=max_residues,
+        max_sequences=max_sequences,
+        max_body_bytes=max_body_bytes,
+        max_wait_ms=max_wait_ms,
+        max_batch_rows=max_batch_rows,
+        max_batch_tokens=max_batch_tokens,
+    )
+    run_server(
+        run_dir, host=host, port=port, settings=settings, device=device, threads=threads, log_level=log_level
+    )
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run `serve_cli` from `register`'s parsed arguments; prints one line and returns 2 on a bad model."""
+    try:
+        return serve_cli(
+            args.model_dir,
+            host=args.host,
+            port=args.port,
+            device=args.device,
+            threads=args.threads,
+            max_residues=args.max_residues,
+            max_sequences=args.max_sequences,
+            max_body_bytes=args.max_body_bytes,
+            max_wait_ms=args.max_wait_ms,
+            max_batch_rows=args.max_batch_rows,
+            max_batch_tokens=args.max_batch_tokens,
+            log_level=args.log_level,
+        )
+    except (ModelLoadError, ValueError, ImportError) as error:
+        print(f"favor serve: error: {error}")
+        return 2
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``serve`` to ``subparsers`` (from ``parser.add_subparsers()``); sets ``func=serve_command``."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model over HTTP (embed, fill-mask, score, generate, predict)",
+        description="Serve a model folder or training run over HTTP. Routes and limits: docs/serving.md.",
+    )
+    add_serve_arguments(parser)
+    parser.set_defaults(func=serve_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m favor.serve.server RUN_DIR [--host ...] [--port ...]``: the same as ``favor serve``."""
+    parser = argparse.ArgumentParser(
+        prog="favor serve", description="Serve a model over HTTP (docs/serving.md)."
+    )
+    add_serve_arguments(parser)
+    return serve_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

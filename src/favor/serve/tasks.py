@@ -1,0 +1,236 @@
+"""What each route computes: validation and row building (event loop), and the result (worker thread).
+
+Each ``*_job`` function checks a request against the model, raising `InputError` (422) or `TaskError`
+(400) with a message naming the field, and returns a `Job` whose ``finish`` turns the rows' outputs into
+the JSON-ready response. Residue positions in requests and responses are 1-based, as in mutation names.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import torch
+
+from favor.models import sample_next_token
+from favor.serve.batcher import Job
+from favor.serve.engine import SEQUENCE_TASKS, TOKEN_TASKS, InferenceEngine, InputError
+
+__all__ = [
+    "PREDICT_TASKS",
+    "embed_job",
+    "fill_mask_job",
+    "score_job",
+    "predict_job",
+    "generate_job",
+    "parse_mutation",
+]
+
+PREDICT_TASKS = (*SEQUENCE_TASKS, *TOKEN_TASKS, "contact")
+_MUTATION = re.compile(r"^([A-Za-z])([0-9]+)([A-Za-z])$")
+
+
+def _check_count(engine: InferenceEngine, sequences: list[str], limit: int) -> None:
+    if not sequences:
+        raise InputError("sequences: empty list; send at least one sequence")
+    if len(sequences) > limit:
+        raise InputError(f"sequences: {len(sequences)} sequences, over the limit of {limit} per request")
+
+
+def embed_job(engine: InferenceEngine, sequences: list[str], layer: int | None, *, max_sequences: int) -> Job:
+    """Mean over the real residues (not <cls>, <eos> or padding) of one layer's states."""
+    _check_count(engine, sequences, max_sequences)
+    resolved = engine.resolve_layer(layer)
+    rows = [engine.encode(s, where=f"sequences[{i}]") for i, s in enumerate(sequences)]
+
+    def finish(states: list[torch.Tensor]) -> dict:
+        embeddings = [state[1:-1].mean(dim=0).tolist() for state in states]  # (n + 2, D) -> (D,)
+        return {"embeddings": embeddings, "layer": resolved, "dim": engine.config.d_model}
+
+    return Job(rows=rows, key=("hidden", resolved), finish=finish)
+
+
+def fill_mask_job(engine: InferenceEngine, sequence: str, top_k: int) -> Job:
+    """Top-k residues per masked position, probabilities over residue tokens (specials excluded)."""
+    engine.require_task("POST /fill-mask", ("mlm",), "a masked language model")
+    row = engine.encode(sequence, where="sequence", masks=True)
+    positions = (row == engine.alphabet.mask_id).nonzero().flatten().tolist()
+    if not positions:
+        raise InputError("sequence: no masked position; mark residues to predict with <mask> or _")
+    k = min(top_k, len(engine.alphabet.residue_ids))
+
+    def finish(outputs: list[torch.Tensor]) -> dict:
+        probs = engine.residue_log_probs(outputs[0][positions]).exp()  # (n_masks, n_residues)
+        top = probs.topk(k, dim=-1)
+        masks, letters = [], [engine.alphabet.tokens[int(t)] for t in row]
+        for j, position in enumerate(positions):
+            candidates = [
+                {"residue": engine.residue(int(c)), "probability": float(p)}
+                for p, c in zip(top.values[j], top.indices[j], strict=True)
+            ]
+            letters[position] = candidates[0]["residue"]
+            masks.append({"position": position, "predictions": candidates})
+        return {"masks": masks, "sequence": "".join(letters[1:-1])}
+
+    return Job(rows=[row], key=("head", None), finish=finish)
+
+
+def parse_mutation(text: str, sequence: str, *, where: str) -> list[tuple[int, str, str]]:
+    """``"A23G"`` or ``"A23G:K45R"`` -> ``[(23, "A", "G"), ...]``, checked against ``sequence``."""
+    sites = []
+    for part in text.split(":"):
+        match = _MUTATION.match(part.strip())
+        if match is None:
+            raise InputError(
+                f"{where} {text!r}: expected <wild-type><position><mutant> such as 'A23G' "
+                "(several joined by ':')"
+            )
+        wild, position, mutant = match.group(1).upper(), int(match.group(2)), match.group(3).upper()
+        if not 1 <= position <= len(sequence):
+            raise InputError(
+                f"{where} {text!r}: position {position} is outside the sequence (1..{len(sequence)})"
+            )
+        found = sequence[position - 1].upper()
+        if found != wild:
+            raise InputError(
+                f"{where} {text!r}: the sequence has {found!r} at position {position}, not {wild!r}"
+            )
+        if any(position == p for p, _, _ in sites):
+            raise InputError(f"{where} {text!r}: position {position} is mutated twice")
+        sites.append((position, wild, mutant))
+    return sites
+
+
+def score_job(engine: InferenceEngine, sequence: str, mutations: list[str], *, max_mutations: int) -> Job:
+    """Masked-marginal scores: ``log p(mutant) - log p(wild type)`` with the site masked, summed over sites.
+
+    One row per distinct mutated position (the wild type with that position masked), as in Meier et al.
+    2021 (ESM-1v); a multi-site mutant ``A23G:K45R`` scores the sum of its sites.
+    """
+    engine.require_task("POST /score", ("mlm",), "a masked language model")
+    if not mutations:
+        raise InputError("mutations: empty list; send at least one mutation such as 'A23G'")
+    if len(mutations) > max_mutations:
+        raise InputError(f"mutations: {len(mutations)} mutations, over the limit of {max_mutations}")
+    wild_type = engine.encode(sequence, where="sequence")
+    parsed = [parse_mutation(m, sequence, where=f"mutations[{i}]") for i, m in enumerate(mutations)]
+    letters = {engine.alphabet.tokens[t] for t in engine.alphabet.residue_ids}
+    for i, sites in enumerate(parsed):
+        for _, _, mutant in sites:
+            if mutant not in letters:
+                raise InputError(
+                    f"mutations[{i}] {mutations[i]!r}: {mutant!r} is not a residue of the alphabet"
+                )
+    positions = sorted({p for sites in parsed for p, _, _ in sites})
+    rows = []
+    for position in positions:
+        row = wild_type.clone()
+        row[position] = engine.alphabet.mask_id
+        rows.append(row)
+    column = {tid: j for j, tid in enumerate(engine.alphabet.residue_ids)}
+
+    def finish(outputs: list[torch.Tensor]) -> dict:
+        site_log_probs = {
+            p: engine.residue_log_probs(out[p]) for p, out in zip(positions, outputs, strict=True)
+        }
+        scores = []
+        for text, sites in zip(mutations, parsed, strict=True):
+            total = 0.0
+            for position, wild, mutant in sites:
+                log_probs = site_log_probs[position]
+                mut = column[engine.alphabet.token_to_id(mutant)]
+                wt = column[engine.alphabet.token_to_id(wild)]
+                total += float(log_probs[mut] - log_probs[wt])
+            scores.append({"mutation": text, "score": total})
+        return {"scores": scores}
+
+    return Job(rows=rows, key=("head", None), finish=finish)
+
+
+def predict_job(engine: InferenceEngine, sequences: list[str], *, max_sequences: int) -> Job:
+    """The fine-tuned head's outputs per sequence (per residue for token heads, per pair for contacts)."""
+    engine.require_task("POST /predict", PREDICT_TASKS, "a fine-tuned head")
+    _check_count(engine, sequences, max_sequences)
+    rows = [engine.encode(s, where=f"sequences[{i}]") for i, s in enumerate(sequences)]
+    task, multi_label = engine.config.task, engine.config.multi_label
+
+    def one(output: torch.Tensor) -> dict:
+        if task == "sequence_regression":
+            return {"values": output.tolist()}
+        if task == "sequence_classification":
+            if multi_label:
+                probs = output.sigmoid()
+                return {"probabilities": probs.tolist(), "labels": (probs > 0.5).nonzero().flatten().tolist()}
+            probs = output.softmax(dim=-1)
+            return {"probabilities": probs.tolist(), "label": int(probs.argmax())}
+        residues = output[1:-1]  # drop <cls> and <eos>
+        if task == "token_regression":
+            return {"values": residues.tolist()}
+        if task == "token_classification":
+            probs = residues.softmax(dim=-1)
+            return {"probabilities": probs.tolist(), "labels": probs.argmax(dim=-1).tolist()}
+        return {"contacts": residues[:, 1:-1].sigmoid().tolist()}
+
+    def finish(outputs: list[torch.Tensor]) -> dict:
+        return {"task": task, "predictions": [one(o) for o in outputs]}
+
+    return Job(rows=rows, key=("head", None), finish=finish)
+
+
+def generate_job(
+    engine: InferenceEngine,
+    *,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int | None,
+) -> Job:
+    """Sample residues after ``<cls> prompt`` until ``<eos>`` or ``max_new_tokens`` (causal LM only).
+
+    ``<pad>``, ``<mask>`` and ``<cls>`` are never sampled. The seed (drawn when not given) is returned, so
+    any response can be reproduced.
+    """
+    engine.require_task("POST /generate", ("clm",), "a causal language model")
+    ids = (
+        engine.encode(prompt, where="prompt", add_eos=False)
+        if prompt
+        else torch.tensor([engine.alphabet.cls_id])
+    )
+    limit = engine.max_residues + 2 if engine.config.position == "learned" else None
+    if limit is not None and len(ids) + max_new_tokens > limit:
+        raise InputError(
+            f"max_new_tokens: {len(ids) - 1} prompt residues + {max_new_tokens} new tokens exceed the "
+            f"model's {limit - 2} residues"
+        )
+    seed = secrets.randbits(31) if seed is None else seed
+    banned = [engine.alphabet.pad_id, engine.alphabet.mask_id, engine.alphabet.cls_id]
+
+    def call() -> dict:
+        generator = torch.Generator().manual_seed(seed)
+        new: list[int] = []
+        finished = False
+        logits, state = engine.model.step(ids[None].to(engine.device), None)
+        for _ in range(max_new_tokens):
+            last = logits[:, -1].float()
+            last[:, banned] = float("-inf")
+            token = int(
+                sample_next_token(
+                    last, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                )
+            )
+            if token == engine.alphabet.eos_id:
+                finished = True
+                break
+            new.append(token)
+            logits, state = engine.model.step(torch.tensor([[token]], device=engine.device), state)
+        generated = engine.alphabet.decode(new)
+        return {
+            "sequence": prompt.upper() + generated,
+            "generated": generated,
+            "finished": finished,
+            "seed": seed,
+        }
+
+    return Job(call=call)

@@ -1,0 +1,129 @@
+"""Finding the model in a run directory, and clear errors for broken model folders (naming the file)."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+
+from favor.data import Alphabet
+from favor.models import ModelConfig, SequenceModel, save_pretrained
+from favor.serve import ModelLoadError, load_served_model, resolve_model_dir
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    config = ModelConfig(
+        task="mlm", vocab_size=29, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_length=32, dropout=0.0,
+        attention={"nb_features": 8},
+    )  # fmt: skip
+    save_pretrained(SequenceModel(config), folder)
+    return folder
+
+
+@pytest.fixture
+def model_dir(saved, tmp_path):
+    return shutil.copytree(saved, tmp_path / "model_copy")
+
+
+def _checkpoint_run(saved, root):
+    """A run directory laid out like favor.train's checkpoints, with a manifest of the model files."""
+    step = root / "checkpoints" / "step-00000010"
+    shutil.copytree(saved, step / "model")
+    manifest = {
+        f"model/{p.name}": {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
+        for p in (step / "model").iterdir()
+    }
+    (step / "manifest.json").write_text(json.dumps(manifest))
+    (root / "checkpoints" / "latest").write_text("step-00000010\n")
+    return step
+
+
+def test_model_folder_loads_in_eval_mode(model_dir):
+    served = load_served_model(model_dir)
+    assert not served.model.training and served.alphabet == Alphabet.protein()
+    assert all(not p.requires_grad for p in served.model.parameters())
+
+
+def test_run_dir_resolves_final_model_then_latest_checkpoint(saved, tmp_path):
+    step = _checkpoint_run(saved, tmp_path / "run")
+    assert resolve_model_dir(tmp_path / "run") == step / "model"
+    assert resolve_model_dir(step) == step / "model"
+    shutil.copytree(saved, tmp_path / "run" / "model")
+    assert resolve_model_dir(tmp_path / "run") == tmp_path / "run" / "model"
+
+
+def test_missing_model_names_what_was_looked_for(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model found.*config.json"):
+        resolve_model_dir(tmp_path)
+    with pytest.raises(ModelLoadError, match="no such file"):
+        resolve_model_dir(tmp_path / "absent")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest").write_text("step-9\n")
+    with pytest.raises(ModelLoadError, match="latest: names 'step-9'"):
+        resolve_model_dir(tmp_path)
+
+
+def test_truncated_weights_name_the_file(model_dir):
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors.*(corrupt|truncated)"):
+        load_served_model(model_dir)
+
+
+def test_tampered_weights_header_names_the_file(model_dir):
+    weights = model_dir / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:16] = b"{garbage"
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors"):
+        load_served_model(model_dir)
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda text: text[: len(text) // 2], r"config\.json: not valid JSON"),
+        (lambda text: text.replace('"d_model": 16', '"d_model": 24'), r"model\.safetensors: does not match"),
+        (
+            lambda text: text.replace('"n_heads": 2', '"n_heads": 0'),
+            r"config\.json: invalid model config.*n_heads",
+        ),
+        (lambda text: text.replace('"vocab_size": 29', '"vocab_size": 33'), r"model\.safetensors|vocab_size"),
+    ],
+)
+def test_tampered_config_names_the_file(model_dir, edit, pattern):
+    config = model_dir / "config.json"
+    config.write_text(edit(config.read_text()))
+    with pytest.raises(ModelLoadError, match=pattern):
+        load_served_model(model_dir)
+
+
+def test_missing_weights_name_the_file(model_dir):
+    (model_dir / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors: no weights file"):
+        load_served_model(model_dir)
+
+
+def test_checkpoint_manifest_catches_modified_weights(saved, tmp_path):
+    step = _checkpoint_run(saved, tmp_path / "run")
+    weights = step / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    # Flip one byte of tensor data: the file still parses, only the hash can tell.
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors: SHA-256 does not match"):
+        load_served_model(tmp_path / "run")
+
+
+def test_alphabet_must_fit_the_vocabulary(model_dir):
+    alphabet = Alphabet(extra="XB")
+    (model_dir / "alphabet.json").write_text(json.dumps(alphabet.to_dict()))
+    with pytest.raises(ModelLoadError, match="vocab_size=29 does not match the alphabet's 26 tokens"):
+        load_served_model(model_dir)
+    (model_dir / "alphabet.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match=r"alphabet\.json: not a valid alphabet"):
+        load_served_model(model_dir)
