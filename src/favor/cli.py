@@ -1,0 +1,435 @@
+"""``favor``: one command-line entry point whose subcommands are typed functions.
+
+A subcommand is a function registered with ``@command``; its parser is built from its signature and its help
+from its docstring. Parameters before ``*`` become positional arguments, keyword-only ones become options
+(``max_steps`` -> ``--max-steps``; a trailing underscore is dropped, so ``set_`` -> ``--set``). ``bool``
+options are flags, ``list[str]`` options repeat, ``X | None`` options default to None, and a keyword-only
+parameter without a default is a required option. To add a subcommand, write one function here::
+
+    @command()
+    def embed(model_dir: Path, *, data: Path, out: Path) -> int:
+        '''Write per-protein embeddings.  (first line: the summary in `favor --help`)
+
+        Args:
+            model_dir: ...
+        '''
+
+Errors (missing file, bad config, bad FASTA, unknown residue, corrupt checkpoint) print one line on stderr
+and exit with status 1; set ``FAVOR_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMMANDS", "command", "build_parser", "main"]
+
+COMMANDS: dict[str, Callable[..., int | None]] = {}
+
+
+def command(name: str | None = None) -> Callable[[Callable[..., int | None]], Callable[..., int | None]]:
+    """Register a function as the subcommand ``name`` (default: the function name with dashes)."""
+
+    def register(func: Callable[..., int | None]) -> Callable[..., int | None]:
+        key = name or func.__name__.rstrip("_").replace("_", "-")
+        if key in COMMANDS:
+            raise ValueError(f"favor CLI: subcommand {key!r} is registered twice")
+        COMMANDS[key] = func
+        return func
+
+    return register
+
+
+def _split_docstring(func: Callable[..., Any]) -> tuple[str, str, dict[str, str]]:
+    """(summary line, description without the Args block, per-argument help).
+
+    An argument line reads ``name: help`` or ``name (METAVAR): help``; the metavar is kept in the help
+    text as a ``(METAVAR)`` prefix, which `_add_parameter` strips off.
+    """
+    doc = inspect.getdoc(func) or ""
+    summary = doc.splitlines()[0] if doc else ""
+    lines, args, current, in_args = [], {}, None, False
+    for line in doc.splitlines():
+        if line.strip() in ("Args:", "Arguments:"):
+            in_args = True
+            continue
+        if in_args and line and not line.startswith(" "):
+            in_args = False
+        if not in_args:
+            lines.append(line)
+            continue
+        stripped = line.strip()
+        head, sep, rest = stripped.partition(":")
+        name, _, metavar = head.partition(" ")
+        if sep and line.startswith("    ") and not line.startswith("        ") and name.isidentifier():
+            current = name
+            args[current] = f"{metavar} {rest.strip()}" if metavar else rest.strip()
+        elif current and stripped:
+            args[current] += " " + stripped
+    return summary, "\n".join(lines).strip(), args
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return hint, False
+
+
+def _add_parameter(parser: argparse.ArgumentParser, param: inspect.Parameter, hint: Any, text: str) -> None:
+    base, _ = _unwrap_optional(hint)
+    has_default = param.default is not inspect.Parameter.empty
+    default = param.default if has_default else None
+    metavar = param.name.rstrip("_").upper()
+    if text.startswith("(") and ")" in text:
+        metavar, text = text[1 : text.index(")")], text[text.index(")") + 1 :].strip()
+    kwargs: dict[str, Any] = {"help": text or None}
+    if typing.get_origin(base) is list:
+        kwargs.update(action="append", type=typing.get_args(base)[0], default=None, metavar=metavar)
+    elif base is bool:
+        kwargs.update(
+            action=argparse.BooleanOptionalAction if default else "store_true", default=bool(default)
+        )
+    else:
+        kwargs.update(type=base, default=default, metavar=metavar)
+        if has_default and default is not None and text:
+            kwargs["help"] = f"{text} (default: {default})"
+    if param.kind is inspect.Parameter.KEYWORD_ONLY:
+        flag = "--" + param.name.rstrip("_").replace("_", "-")
+        parser.add_argument(flag, dest=param.name, required=not has_default, **kwargs)
+    else:
+        if has_default:
+            kwargs["nargs"] = "?"
+        parser.add_argument(param.name, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``favor`` parser with one subparser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="favor",
+        description="Long-context protein language modeling with Performer (FAVOR+) attention.",
+        epilog="Run 'favor <command> --help' for a command's options. Start with 'favor demo'.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, func in COMMANDS.items():
+        summary, description, arg_help = _split_docstring(func)
+        sub = subparsers.add_parser(
+            name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        hints = typing.get_type_hints(func)
+        for param in inspect.signature(func).parameters.values():
+            _add_parameter(sub, param, hints.get(param.name, str), arg_help.get(param.name, ""))
+        sub.set_defaults(_func=func)
+    return parser
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(_json_safe(data), indent=None, sort_keys=False))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``favor`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "_func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("_func", "command")}
+    try:
+        status = func(**kwargs)
+    except KeyboardInterrupt:
+        print(f"favor {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the one place that turns errors into an exit status
+        if os.environ.get("FAVOR_DEBUG") == "1":
+            raise
+        print(f"favor {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    return int(status or 0)
+
+
+def _one_line(error: BaseException) -> str:
+    message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (OSError, ValueError, KeyError, LookupError)):
+        return message
+    return f"{type(error).__name__}: {message} (set FAVOR_DEBUG=1 for the traceback)"
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+@command(name="train")
+def train_command(
+    config: Path | None = None,
+    *,
+    out: Path | None = None,
+    train: Path | None = None,
+    valid: Path | None = None,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    set_: list[str] | None = None,
+    resume: Path | None = None,
+    quiet: bool = False,
+) -> int:
+    """Train a protein language model from a YAML config (alone or under torchrun for DDP).
+
+    Writes RUN_DIR/{config.yaml, metrics.csv, checkpoints/, model/, loss_curve.png, summary.json}.
+    Under 'torchrun --nproc_per_node=N' the same command trains with DistributedDataParallel.
+
+    Args:
+        config (CONFIG): run config YAML (sections model, data, train); with --resume the default is
+            RUN_DIR/config.yaml.
+        out (RUN_DIR): run folder to write (default: the --resume folder).
+        train (FASTA): training FASTA file (overrides data.train; default: the bundled sample).
+        valid (FASTA): validation FASTA file (overrides data.valid; "none" disables validation).
+        max_steps (N): stop after this many optimizer steps (overrides train.max_steps).
+        max_minutes (M): stop after this many minutes of this invocation (overrides train.max_minutes).
+        set_ (SECTION.KEY=VALUE): override any config value (YAML-typed), e.g. --set train.lr=3e-4
+            --set model.n_layers=4; repeatable.
+        resume (RUN_DIR): continue the latest checkpoint of this run folder exactly where it stopped.
+        quiet: no progress bar or progress messages.
+    """
+    from favor.train.config import load_run_config
+    from favor.train.run import CONFIG_FILE, train_run
+
+    if config is None and resume is None:
+        raise ValueError("give a CONFIG file, or --resume RUN_DIR to continue a run")
+    if out is None and resume is None:
+        raise ValueError("--out RUN_DIR is required (the folder the run writes)")
+    source = config if config is not None else Path(resume) / CONFIG_FILE
+    named = {"data.train": train, "data.valid": valid, "train.max_steps": max_steps}
+    named["train.max_minutes"] = max_minutes
+    run = load_run_config(source, overrides=set_ or [], values=named)
+    run_dir = out if out is not None else resume
+    summary = train_run(run, out_dir=run_dir, resume=resume, quiet=quiet, echo=print)
+    if _is_main_process():
+        valid_metrics = summary.get("valid") or {}
+        line = (
+            f"trained {summary['steps']} steps ({summary['stop_reason']}), {summary['params']:,} parameters, "
+            f"{summary['tokens_per_s']:,.0f} tokens/s"
+        )
+        if valid_metrics:
+            line += (
+                f"; valid loss {valid_metrics['loss']:.4f} (unigram {valid_metrics['unigram_loss']:.4f}), "
+                f"accuracy {valid_metrics['masked_accuracy']:.4f}"
+            )
+        print(line)
+        print(f"model: {Path(run_dir) / 'model'}  metrics: {Path(run_dir) / 'metrics.csv'}")
+    return 0
+
+
+@command(name="evaluate")
+def evaluate_command(
+    run_dir: Path,
+    *,
+    data: Path,
+    concatenated: bool = False,
+    json_: bool = False,
+    max_batches: int | None = None,
+    max_length: int | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> int:
+    """Score a trained run on a FASTA file: accuracy and perplexity vs the unigram baseline.
+
+    Masked LM runs are scored on seeded evaluation masks (the same masked positions for every model); causal
+    LM runs on every next token (then n_masked counts predicted tokens and "objective" says "clm"). The
+    unigram baseline (training-data residue frequencies) is scored on the same targets.
+
+    Args:
+        run_dir: a folder written by 'favor train'.
+        data (FASTA): FASTA file to evaluate on.
+        concatenated: score windows of concatenated proteins instead of single proteins.
+        json_: print exactly one JSON object.
+        max_batches (N): stop after this many batches.
+        max_length (N): tokens per item (default: the run's data.max_length).
+        device: auto (cuda if available), cpu, cuda or cuda:N.
+        threads (N): torch CPU threads (default: the run's train.cpu_threads, else one per core).
+    """
+    from favor.evaluate.run import evaluate_run
+
+    metrics = evaluate_run(
+        run_dir,
+        data=data,
+        concatenated=concatenated,
+        max_batches=max_batches,
+        max_length=max_length,
+        device=device,
+        threads=threads,
+    )
+    if json_:
+        _print_json(metrics)
+        return 0
+    what = "masked" if metrics["objective"] == "mlm" else "next-token"
+    print(f"{run_dir} on {data} ({metrics['objective']}, {metrics['n_masked']:,} {what} tokens)")
+    print(f"  model    accuracy {metrics['masked_accuracy']:.4f}  perplexity {metrics['perplexity']:.3f}")
+    unigram = f"accuracy {metrics['unigram_accuracy']:.4f}  perplexity {metrics['unigram_perplexity']:.3f}"
+    print(f"  unigram  {unigram}")
+    return 0
+
+
+def _model_folder(path: Path) -> Path:
+    if (path / "config.json").is_file():
+        return path
+    if (path / "model" / "config.json").is_file():
+        return path / "model"
+    raise FileNotFoundError(
+        f"{path}: no model here (expected config.json, or a run folder with model/config.json)"
+    )
+
+
+def _prompt_ids(folder: Path, config: Any, prompt: str, max_new_tokens: int) -> list[int]:
+    """Token ids of the prompt as the model saw proteins in training, checked against its max_length."""
+    import yaml
+
+    from favor.data.alphabet import Alphabet, UnknownResidueError
+
+    alphabet = Alphabet.protein()
+    run_config = folder.parent / "config.yaml"
+    data = (yaml.safe_load(run_config.read_text()) or {}).get("data", {}) if run_config.is_file() else {}
+    try:
+        residues = alphabet.encode(prompt, name="--prompt")
+    except UnknownResidueError as error:
+        raise ValueError(str(error).split(";")[0]) from None
+    # Single-protein training wraps every protein in <cls> ... <eos>; concatenated streams have no <cls>.
+    ids = residues if data.get("mode") == "concatenated" else [alphabet.cls_id, *residues]
+    if not ids:
+        raise ValueError("--prompt is empty and this model (concatenated training) has no start token")
+    if config.position == "learned" and len(ids) + max_new_tokens > config.max_length:
+        raise ValueError(
+            f"prompt ({len(ids)} tokens) + --max-new-tokens {max_new_tokens} exceeds the model's max_length "
+            f"{config.max_length}"
+        )
+    return ids
+
+
+@command(name="generate")
+def generate_command(
+    model_dir: Path,
+    *,
+    prompt: str = "",
+    max_new_tokens: int = 100,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    json_: bool = False,
+    device: str = "auto",
+    threads: int = 1,
+) -> int:
+    """Continue a protein sequence with a causal (clm) model, decoding incrementally.
+
+    Prints the sequence as FASTA, or with --json one object with the generated residues and tokens_per_second.
+    Generation stops at <eos> or after --max-new-tokens.
+
+    Args:
+        model_dir: a model folder (config.json + model.safetensors) or a run folder holding model/.
+        prompt (SEQ): the first residues (may be empty).
+        max_new_tokens (N): most tokens to generate.
+        temperature: sampling temperature; 0 is greedy.
+        top_k: sample among the k most likely tokens.
+        top_p: sample from the smallest set of tokens whose probability reaches p (nucleus).
+        seed: seed of the sampling generator.
+        json_: print exactly one JSON object.
+        device: auto (cuda if available), cpu, cuda or cuda:N.
+        threads (N): torch CPU threads; one token at a time gains nothing from more on small models.
+    """
+    import time
+
+    import torch
+
+    from favor.data.alphabet import Alphabet
+    from favor.models.generation import generate
+    from favor.models.pretrained import load_pretrained
+    from favor.train.distributed import resolve_device
+
+    torch.set_num_threads(threads)
+    folder = _model_folder(Path(model_dir))
+    model = load_pretrained(folder, device=resolve_device(device))
+    if model.config.task != "clm":
+        raise ValueError(
+            f"{folder}: favor generate needs a causal LM (task clm), not task {model.config.task!r}"
+        )
+    alphabet = Alphabet.protein()
+    ids = _prompt_ids(folder, model.config, prompt, max_new_tokens)
+    prompt_ids = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    out = generate(
+        model,
+        prompt_ids,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        generator=generator,
+        eos_id=alphabet.eos_id,
+    )
+    seconds = time.perf_counter() - start
+    new = out[0, len(ids) :].tolist()
+    stopped = alphabet.eos_id in new
+    new = new[: new.index(alphabet.eos_id)] if stopped else new
+    text = alphabet.decode(new)
+    result = {
+        "prompt": prompt.upper(),
+        "generated": text,
+        "sequence": prompt.upper() + text,
+        "new_tokens": len(new) + int(stopped),
+        "stopped_at_eos": stopped,
+        "seconds": seconds,
+        "tokens_per_second": (len(new) + int(stopped)) / seconds if seconds > 0 else None,
+        "model": str(folder),
+    }
+    if json_:
+        _print_json(result)
+    else:
+        rate = result["tokens_per_second"] or 0.0
+        print(f">generated new_tokens={result['new_tokens']} tokens_per_second={rate:.1f}")
+        print(result["sequence"])
+    return 0
+
+
+@command(name="demo")
+def demo_command(*, out: Path = Path("favor-demo"), minutes: float = 2.0, quiet: bool = False) -> int:
+    """Train a tiny Performer and a same-size Transformer MLM on the bundled sample and compare them.
+
+    Each model trains for about --minutes minutes; both are then scored on the bundled held-out test
+    proteins with the same masks. Prints a table (params, steps, tokens/s, masked accuracy, perplexity,
+    unigram baseline) and writes OUT/loss_curves.png and OUT/summary.json.
+
+    Args:
+        out (DIR): folder for the two runs, the plot and the summary.
+        minutes (M): training time per model.
+        quiet: no progress bars or progress messages.
+    """
+    from favor.demo import run_demo
+
+    run_demo(out_dir=out, minutes=minutes, quiet=quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Evaluate a trained run folder on a FASTA file with the fixed evaluation masks.
+
+The model of ``RUN_DIR/model`` is scored on the masked (MLM) or next (CLM) tokens, and the unigram baseline
+of ``RUN_DIR/unigram.json`` (the training data's residue frequencies) on the very same targets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from favor.data.alphabet import Alphabet
+from favor.evaluate.baseline import UNIGRAM_FILE, UnigramBaseline
+from favor.evaluate.data import EVAL_MASK_SEED, build_eval_loader, load_corpus
+from favor.evaluate.metrics import evaluate_lm
+from favor.models.pretrained import load_pretrained
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    *,
+    data: str | os.PathLike,
+    concatenated: bool = False,
+    max_batches: int | None = None,
+    max_length: int | None = None,
+    device: str = "auto",
+    mask_seed: int = EVAL_MASK_SEED,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Metrics of the run's final model on ``data`` (see `favor.evaluate.metrics.LMStats.to_dict`).
+
+    Args:
+        run_dir: a folder written by ``favor train`` (config.yaml, unigram.json, model/).
+        data: FASTA file to evaluate on.
+        concatenated: score windows of concatenated proteins instead of single (start-cropped) proteins.
+        max_batches: stop after this many batches.
+        max_length: tokens per item (default: the run's data.max_length).
+        device: where the model runs: auto (cuda if available), cpu, cuda or cuda:N.
+        mask_seed: seed of the evaluation masks (keep the default to compare models).
+        threads: torch CPU threads while evaluating (default: the run's train.cpu_threads, else torch's).
+    """
+    # Imported here: favor.train imports this package's metrics.
+    from favor.train.config import load_run_config
+    from favor.train.distributed import resolve_device
+    from favor.train.run import CONFIG_FILE, MODEL_DIR
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run folder not found")
+    config = load_run_config(run_dir / CONFIG_FILE)
+    target = resolve_device(device)
+    model = load_pretrained(run_dir / MODEL_DIR, device=target)
+    unigram = UnigramBaseline.load(run_dir / UNIGRAM_FILE)
+    objective = config.train.objective
+    length = max_length if max_length is not None else config.data.max_length
+    if length > model.config.max_length:
+        raise ValueError(f"max_length={length} exceeds the model's max_length={model.config.max_length}")
+    corpus = load_corpus(data, unknown=config.data.unknown, what="evaluation")
+    loader = build_eval_loader(
+        corpus,
+        objective=objective,
+        mode="concatenated" if concatenated else "single",
+        max_length=length,
+        max_tokens=config.data.max_tokens,
+        mask_probability=config.data.mask_probability,
+        mask_seed=mask_seed,
+        pad_to_multiple_of=config.data.pad_to_multiple_of,
+    )
+    previous = torch.get_num_threads()
+    threads = threads if threads is not None else config.train.cpu_threads
+    torch.set_num_threads(threads or previous)
+    try:
+        stats = evaluate_lm(
+            model,
+            loader,
+            unigram_log_probs=unigram.log_probs(objective, Alphabet.protein()),
+            device=target,
+            max_batches=max_batches,
+        )
+    finally:
+        torch.set_num_threads(previous)
+    return {
+        **stats.to_dict(objective),
+        "data": str(data),
+        "mode": "concatenated" if concatenated else "single",
+        "max_length": length,
+        "backbone": model.config.backbone,
+    }

@@ -1,0 +1,255 @@
+"""The training loop: AdamW steps over token-budget batches, with gradient accumulation, clipping, bf16
+autocast, FAVOR+ redraws, validation, early stopping, non-finite step skipping and resumable checkpoints.
+
+One `Trainer` per process. Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank reads
+its own shard of every epoch, and only rank 0 writes logs and checkpoints (between barriers).
+
+The loss is the mean cross-entropy over every predicted token of an optimizer step, across micro-batches and
+ranks: each micro-batch contributes ``sum(CE) * world_size / n_tokens_global`` so DDP's gradient averaging
+gives exactly that mean. Labels come from `favor.data` (causal labels already shifted) and are scored here
+against the model's logits, so the model's own loss (which shifts causal labels itself) is not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from favor.data.masking import IGNORE_INDEX
+from favor.data.seeding import derive_seed, generator_for
+from favor.evaluate.baseline import UnigramBaseline
+from favor.evaluate.metrics import LMStats, evaluate_lm, token_cross_entropy
+from favor.models.model import SequenceModel
+from favor.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from favor.train.config import RunConfig
+from favor.train.data import build_run_data
+from favor.train.distributed import DistContext
+from favor.train.optim import build_optimizer, build_scheduler
+
+__all__ = ["Trainer", "TrainerState", "StepResult"]
+
+# Stream id of the FAVOR+ redraw generators: derive_seed(seed, _REDRAW_STREAM, step).
+_REDRAW_STREAM = 7
+
+
+@dataclass
+class TrainerState:
+    """Plain numbers that a checkpoint stores besides the tensors."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    predicted_tokens: int = 0
+    skipped_steps: int = 0
+    best_val_loss: float | None = None
+    evals_without_improvement: int = 0
+    elapsed_s: float = 0.0
+    train_time_s: float = 0.0
+    redraws: int = 0
+
+
+@dataclass
+class StepResult:
+    loss: float
+    grad_norm: float
+    tokens: int
+    skipped: bool
+    seconds: float
+
+
+class Trainer:
+    """Builds data, model and optimizer from a `RunConfig` and runs optimizer steps on this process's rank."""
+
+    def __init__(self, *, config: RunConfig, dist: DistContext) -> None:
+        self.config = config
+        self.dist = dist
+        self.device = dist.device
+        train = config.train
+        torch.manual_seed(train.seed)
+        self.data = build_run_data(
+            config.data,
+            objective=train.objective,
+            seed=train.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
+        self.unigram = UnigramBaseline.from_corpus(self.data.train_corpus)
+        self.unigram_log_probs = self.unigram.log_probs(train.objective, self.data.train_corpus.alphabet)
+        self.model = SequenceModel(config.model).to(self.device)
+        self.optimizer = build_optimizer(self.model, train)
+        self.scheduler = build_scheduler(self.optimizer, train)
+        self.ddp: DistributedDataParallel | None = None
+        if dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
+        # Dropout differs between ranks; everything above is identical on every rank.
+        torch.manual_seed(derive_seed(train.seed, dist.rank))
+        self.state = TrainerState()
+        self._iterator = None
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def _next_batch(self) -> dict[str, Any]:
+        """The next training batch, crossing epochs; never touches the global torch RNG (dropout's)."""
+        while True:
+            if self._iterator is None:
+                self._iterator = iter(self.data.train_loader)
+            # DataLoader draws a base seed from the global RNG when an epoch's iterator starts; restoring
+            # it keeps dropout masks independent of where a run was interrupted and resumed.
+            rng = torch.get_rng_state()
+            try:
+                return next(self._iterator)
+            except StopIteration:
+                self._iterator = None
+            finally:
+                torch.set_rng_state(rng)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16
+        )
+
+    def train_step(self) -> StepResult:
+        """One optimizer step over ``grad_accum`` micro-batches; a non-finite loss or gradient skips it."""
+        start = time.perf_counter()
+        train = self.config.train
+        step = self.state.step
+        # Redraw before the step after every redraw_interval-th one, not after it: evaluations and the saved
+        # model then use the projections the weights were trained with.
+        if train.redraw_interval and step > 0 and step % train.redraw_interval == 0:
+            if self.model.redraw_projections(generator_for(train.seed, _REDRAW_STREAM, step)):
+                self.state.redraws += 1
+        micro = [self._next_batch() for _ in range(train.grad_accum)]
+        n_local = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro)
+        tokens_local = sum(int((~b["padding_mask"]).sum()) for b in micro)
+        n_global, tokens_global = self.dist.all_reduce_sum([n_local, tokens_local])
+        scale = self.dist.world_size / max(n_global, 1.0)
+        forward = self.ddp if self.ddp is not None else self.model
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for i, batch in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
+            with sync:
+                with self._autocast():
+                    logits = forward(
+                        batch["input_ids"].to(self.device), padding_mask=batch["padding_mask"].to(self.device)
+                    ).logits
+                ce_sum, _ = token_cross_entropy(logits, batch["labels"].to(self.device))
+                (ce_sum * scale).backward()
+            loss_sum += ce_sum.detach().double()
+        loss = self.dist.all_reduce_sum([float(loss_sum)])[0] / max(n_global, 1.0)
+        max_norm = train.grad_clip if train.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped_steps += 1
+        else:
+            self.optimizer.step()
+            self.state.predicted_tokens += int(n_global)
+        self.scheduler.step()
+        self.state.step += 1
+        self.state.tokens_seen += int(tokens_global)
+        seconds = time.perf_counter() - start
+        self.state.train_time_s += seconds
+        return StepResult(
+            loss=loss, grad_norm=grad_norm, tokens=int(tokens_global), skipped=skipped, seconds=seconds
+        )
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def evaluate(self) -> dict[str, Any] | None:
+        """Validation metrics summed over ranks (None without validation data); updates early stopping."""
+        loader = self.data.valid_loader
+        if loader is None:
+            return None
+        loader.set_epoch(0)
+        # Starting a DataLoader draws from the global RNG; keep dropout's stream independent of evaluations.
+        rng = torch.get_rng_state()
+        try:
+            stats = evaluate_lm(
+                self.model,
+                loader,
+                unigram_log_probs=self.unigram_log_probs,
+                device=self.device,
+                bf16=self.config.train.bf16,
+                max_batches=self.config.train.eval_max_batches,
+            )
+        finally:
+            torch.set_rng_state(rng)
+        stats = LMStats.from_list(self.dist.all_reduce_sum(stats.as_list()))
+        metrics = stats.to_dict(self.config.train.objective)
+        loss = metrics["loss"]
+        best = self.state.best_val_loss
+        if math.isfinite(loss) and (best is None or loss < best):
+            self.state.best_val_loss = loss
+            self.state.evals_without_improvement = 0
+        else:
+            self.state.evals_without_improvement += 1
+        return metrics
+
+    @property
+    def should_stop_early(self) -> bool:
+        patience = self.config.train.early_stopping_patience
+        return bool(patience) and self.state.evals_without_improvement >= patience
+
+    def save(self, run_dir: str | Path) -> Path | None:
+        """Checkpoint the current step: every rank takes part, rank 0 writes (returns the folder there)."""
+        rng_tensors, rng_meta = capture_rng_state(self.device)
+        tensors = {f"rank{self.dist.rank}.{k}": v for k, v in rng_tensors.items()}
+        # Each rank's own dropout generators, so every rank resumes its own stream.
+        for key in ("torch_cpu", "torch_cuda"):
+            if key in rng_tensors:
+                for rank, state in enumerate(self.dist.gather_rng(rng_tensors[key])):
+                    tensors[f"rank{rank}.{key}"] = state
+        trainer = {
+            **asdict(self.state),
+            "loader": self.data.train_loader.state_dict(),
+            "world_size": self.dist.world_size,
+        }
+        self.dist.barrier()
+        folder = None
+        if self.dist.is_main:
+            folder = save_checkpoint(
+                run_dir,
+                step=self.state.step,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                trainer=trainer,
+                rng_tensors=tensors,
+                rng_meta=rng_meta,
+                keep=self.config.train.keep_checkpoints,
+            )
+        self.dist.barrier()
+        return folder
+
+    def load(self, folder: str | Path) -> None:
+        """Restore model, optimizer, scheduler, data position, counters and this rank's RNG."""
+        ckpt = load_checkpoint(folder, model=self.model)
+        saved_world = ckpt.trainer.get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            raise ValueError(
+                f"{ckpt.path}: written by {saved_world} process(es), resumed with {self.dist.world_size}; "
+                "the data shards would differ (resume with the same --nproc_per_node)"
+            )
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        loader_state = {k: v for k, v in ckpt.trainer["loader"].items() if k != "rank"}
+        self.data.train_loader.load_state_dict(loader_state)
+        self._iterator = None
+        known = set(TrainerState.__dataclass_fields__)
+        self.state = TrainerState(**{k: v for k, v in ckpt.trainer.items() if k in known})
+        restore_rng_state(ckpt.rng_tensors, prefix=f"rank{self.dist.rank}.", device=self.device)

@@ -1,0 +1,159 @@
+"""The training loop: exact resume, non-finite steps skipped, early stopping, run folder contents."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import favor.train.trainer as trainer_module
+from favor.evaluate.metrics import LMStats
+from favor.train.config import run_config_from_dict
+from favor.train.distributed import DistContext
+from favor.train.monitor import read_metrics
+from favor.train.run import train_run
+from favor.train.trainer import Trainer
+
+
+def tiny(**train) -> dict:
+    """A seconds-long run on the bundled sample: dropout, redraws and accumulation all switched on."""
+    return {
+        "model": {
+            "backbone": "performer",
+            "d_model": 16,
+            "n_layers": 1,
+            "n_heads": 2,
+            "d_ff": 32,
+            "dropout": 0.1,
+            "max_length": 64,
+            "attention": {"nb_features": 8},
+        },
+        "data": {"max_length": 64, "max_tokens": 256, "valid_max_sequences": 8},
+        "train": {
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "max_steps": 6,
+            "eval_interval": 3,
+            "checkpoint_interval": 2,
+            "log_interval": 1,
+            "redraw_interval": 2,
+            "grad_accum": 2,
+            "cpu_threads": 1,
+            **train,
+        },
+    }
+
+
+def _weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "model" / "model.safetensors"))
+
+
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    summary = train_run(run_config_from_dict(tiny(schedule_steps=6)), out_dir=full, quiet=True)
+    assert summary["steps"] == 6 and summary["redraws"] == 2
+    train_run(run_config_from_dict(tiny(schedule_steps=6, max_steps=3)), out_dir=part, quiet=True)
+    # Simulate a crash after step 3 but before its checkpoint: only step 2 survives.
+    checkpoints = part / "checkpoints"
+    shutil.rmtree(checkpoints / "step-00000003")
+    (checkpoints / "latest").write_text("step-00000002\n")
+    resumed = train_run(run_config_from_dict(tiny(schedule_steps=6)), out_dir=part, resume=part, quiet=True)
+    assert resumed["steps"] == 6 and resumed["steps_this_run"] == 4
+    expected, got = _weights(full), _weights(part)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    rows = [(r["step"], r["split"]) for r in read_metrics(part / "metrics.csv")]
+    assert len(rows) == len(set(rows))
+    assert [r for r in rows if r[1] == "train"] == [(s, "train") for s in range(1, 7)]
+
+
+def test_run_folder_contents(tmp_path):
+    summary = train_run(run_config_from_dict(tiny(max_steps=2)), out_dir=tmp_path, quiet=True)
+    for name in ("config.yaml", "unigram.json", "metrics.csv", "loss_curve.png", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "model" / "config.json").is_file()
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
+    assert summary["valid"]["n_masked"] > 0
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_run(run_config_from_dict(tiny(max_steps=2)), out_dir=tmp_path, quiet=True)
+
+
+def test_non_finite_loss_skips_the_step():
+    trainer = Trainer(config=run_config_from_dict(tiny(redraw_interval=0)), dist=DistContext())
+    trainer.train_step()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    adam_steps = [s["step"].clone() for s in trainer.optimizer.state.values()]
+    handle = trainer.model.register_forward_hook(
+        lambda _module, _inputs, out: dataclasses.replace(out, logits=out.logits * float("nan"))
+    )
+    result = trainer.train_step()
+    handle.remove()
+    assert result.skipped and trainer.state.skipped_steps == 1 and trainer.state.step == 2
+    for a, b in zip(before, trainer.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [s["step"] for s in trainer.optimizer.state.values()] == adam_steps
+    result = trainer.train_step()
+    assert not result.skipped
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_skipped_steps_are_logged_and_never_saved(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = trainer_module.token_cross_entropy
+
+    def nan_on_third_call(logits, labels):
+        calls["n"] += 1
+        loss, count = real(logits, labels)
+        return (loss * float("nan") if calls["n"] == 3 else loss), count
+
+    monkeypatch.setattr(trainer_module, "token_cross_entropy", nan_on_third_call)
+    config = tiny(max_steps=3, grad_accum=1)
+    config["data"]["valid"] = "none"
+    summary = train_run(run_config_from_dict(config), out_dir=tmp_path, quiet=True)
+    assert summary["skipped_steps"] == 1
+    rows = {r["step"]: r for r in read_metrics(tmp_path / "metrics.csv") if r["split"] == "train"}
+    assert rows[2]["skipped_steps"] == 0 and rows[3]["skipped_steps"] == 1
+    assert all(torch.isfinite(t).all() for t in _weights(tmp_path).values())
+
+
+def test_early_stopping_after_patience_evaluations(tmp_path, monkeypatch):
+    flat = LMStats(n=10, loss_sum=20.0, correct=1, unigram_loss_sum=29.0, unigram_correct=1, n_batches=1)
+    monkeypatch.setattr(trainer_module, "evaluate_lm", lambda *args, **kwargs: dataclasses.replace(flat))
+    summary = train_run(
+        run_config_from_dict(tiny(max_steps=50, eval_interval=1, early_stopping_patience=2, grad_accum=1)),
+        out_dir=tmp_path,
+        quiet=True,
+    )
+    assert summary["stop_reason"] == "early_stopping"
+    assert summary["steps"] == 3
+    assert summary["best_val_loss"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("objective", ["mlm", "clm"])
+def test_trainer_loss_matches_the_models_own_loss(objective):
+    """favor.data shifts causal labels already and the model's own clm loss shifts input ids itself: the
+    trainer scores logits against the data labels directly, which must equal the model's loss."""
+    from favor.data import Alphabet, collate_batch
+    from favor.evaluate.metrics import token_cross_entropy
+    from favor.models import SequenceModel
+
+    alphabet = Alphabet.protein()
+    run = run_config_from_dict(tiny(objective=objective))
+    model = SequenceModel(run.model).eval()
+    items = [alphabet.encode(s, add_cls=True, add_eos=True, as_tensor=True) for s in ("MKTAYIAK", "MEEPQSD")]
+    batch = collate_batch(items, alphabet=alphabet, objective=objective, mask_seed=3)
+    with torch.no_grad():
+        logits = model(batch["input_ids"], padding_mask=batch["padding_mask"]).logits
+        total, count = token_cross_entropy(logits, batch["labels"])
+        model_labels = batch["input_ids"] if objective == "clm" else batch["labels"]
+        expected = model(batch["input_ids"], padding_mask=batch["padding_mask"], labels=model_labels).loss
+    assert float(total / count) == pytest.approx(float(expected), rel=1e-5)
