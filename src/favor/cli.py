@@ -431,5 +431,16 @@ def demo_command(*, out: Path = Path("favor-demo"), minutes: float = 2.0, quiet:
     return 0
 
 
+def _register_extensions() -> None:
+    """Subcommands whose code lives with its subsystem (imports of heavy extras stay inside the functions)."""
+    from favor.export import export_cli
+    from favor.serve.server import serve_cli
+
+    command(name="serve")(serve_cli)
+    command(name="export")(export_cli)
+
+
+_register_extensions()
+
 if __name__ == "__main__":
     sys.exit(main())
