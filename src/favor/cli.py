@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``favor`` parser with one subparser per registered command."""
     parser = argparse.ArgumentParser(
         prog="favor",
-        description="Long-context protein language modeling with Performer (FAVOR+) attention.",
+        description="Long-context sequence modeling with Performer (FAVOR+) attention (proteins, text, ...).",
         epilog="Run 'favor <command> --help' for a command's options. Start with 'favor demo'.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
@@ -194,8 +194,10 @@ def train_command(
     resume: Path | None = None,
     quiet: bool = False,
 ) -> int:
-    """Train a protein language model from a YAML config (alone or under torchrun for DDP).
+    """Train a model from a YAML config: protein or character LM, forecaster, classifier (or under torchrun).
 
+    The config picks the data (data.source: protein, timeseries, text, digits), the task (train.objective)
+    and the architecture (model.backbone: performer, transformer, linformer, rnn, lstm, gru, cnn).
     Writes RUN_DIR/{config.yaml, metrics.csv, checkpoints/, model/, loss_curve.png, summary.json}.
     Under 'torchrun --nproc_per_node=N' the same command trains with DistributedDataParallel.
 
@@ -213,7 +215,7 @@ def train_command(
         quiet: no progress bar or progress messages.
     """
     from favor.train.config import load_run_config
-    from favor.train.run import CONFIG_FILE, train_run
+    from favor.train.run import CONFIG_FILE, describe_metrics, train_run
 
     if config is None and resume is None:
         raise ValueError("give a CONFIG file, or --resume RUN_DIR to continue a run")
@@ -232,10 +234,7 @@ def train_command(
             f"{summary['tokens_per_s']:,.0f} tokens/s"
         )
         if valid_metrics:
-            line += (
-                f"; valid loss {valid_metrics['loss']:.4f} (unigram {valid_metrics['unigram_loss']:.4f}), "
-                f"accuracy {valid_metrics['masked_accuracy']:.4f}"
-            )
+            line += f"; {describe_metrics(valid_metrics)}"
         print(line)
         print(f"model: {Path(run_dir) / 'model'}  metrics: {Path(run_dir) / 'metrics.csv'}")
     return 0
@@ -245,7 +244,8 @@ def train_command(
 def evaluate_command(
     run_dir: Path,
     *,
-    data: Path,
+    data: Path | None = None,
+    split: str = "test",
     concatenated: bool = False,
     json_: bool = False,
     max_batches: int | None = None,
@@ -253,15 +253,19 @@ def evaluate_command(
     device: str = "auto",
     threads: int | None = None,
 ) -> int:
-    """Score a trained run on a FASTA file: accuracy and perplexity vs the unigram baseline.
+    """Score a trained run with its task's metrics against baselines on the same targets.
 
-    Masked LM runs are scored on seeded evaluation masks (the same masked positions for every model); causal
-    LM runs on every next token (then n_masked counts predicted tokens and "objective" says "clm"). The
-    unigram baseline (training-data residue frequencies) is scored on the same targets.
+    Protein runs are scored on a FASTA file (--data): masked LM runs on seeded evaluation masks (the same
+    masked positions for every model), causal LM runs on every next token (then n_masked counts predicted
+    tokens and "objective" says "clm"); the unigram baseline (training-data residue frequencies) is scored
+    on the same targets. Other runs are scored on the held-out part of their own data (--split): time
+    series by MAE, RMSE and MASE against naive, seasonal-naive and ARIMA forecasts of the same windows;
+    text by bits per character against the unigram baseline; digits by accuracy against the majority class.
 
     Args:
         run_dir: a folder written by 'favor train'.
-        data (FASTA): FASTA file to evaluate on.
+        data (FILE): FASTA file to evaluate a protein run on (required there), or a text file for a text run.
+        split: held-out part of a timeseries, text or digits run: test or valid.
         concatenated: score windows of concatenated proteins instead of single proteins.
         json_: print exactly one JSON object.
         max_batches (N): stop after this many batches.
@@ -274,6 +278,7 @@ def evaluate_command(
     metrics = evaluate_run(
         run_dir,
         data=data,
+        split=split,
         concatenated=concatenated,
         max_batches=max_batches,
         max_length=max_length,
@@ -283,132 +288,16 @@ def evaluate_command(
     if json_:
         _print_json(metrics)
         return 0
+    if "source" in metrics:
+        from favor.evaluate.task_run import format_metrics
+
+        print("\n".join(format_metrics(run_dir, metrics)))
+        return 0
     what = "masked" if metrics["objective"] == "mlm" else "next-token"
     print(f"{run_dir} on {data} ({metrics['objective']}, {metrics['n_masked']:,} {what} tokens)")
     print(f"  model    accuracy {metrics['masked_accuracy']:.4f}  perplexity {metrics['perplexity']:.3f}")
     unigram = f"accuracy {metrics['unigram_accuracy']:.4f}  perplexity {metrics['unigram_perplexity']:.3f}"
     print(f"  unigram  {unigram}")
-    return 0
-
-
-def _model_folder(path: Path) -> Path:
-    if (path / "config.json").is_file():
-        return path
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    raise FileNotFoundError(
-        f"{path}: no model here (expected config.json, or a run folder with model/config.json)"
-    )
-
-
-def _prompt_ids(folder: Path, config: Any, prompt: str, max_new_tokens: int) -> list[int]:
-    """Token ids of the prompt as the model saw proteins in training, checked against its max_length."""
-    import yaml
-
-    from favor.data.alphabet import Alphabet, UnknownResidueError
-
-    alphabet = Alphabet.protein()
-    run_config = folder.parent / "config.yaml"
-    data = (yaml.safe_load(run_config.read_text()) or {}).get("data", {}) if run_config.is_file() else {}
-    try:
-        residues = alphabet.encode(prompt, name="--prompt")
-    except UnknownResidueError as error:
-        raise ValueError(str(error).split(";")[0]) from None
-    # Single-protein training wraps every protein in <cls> ... <eos>; concatenated streams have no <cls>.
-    ids = residues if data.get("mode") == "concatenated" else [alphabet.cls_id, *residues]
-    if not ids:
-        raise ValueError("--prompt is empty and this model (concatenated training) has no start token")
-    if config.position == "learned" and len(ids) + max_new_tokens > config.max_length:
-        raise ValueError(
-            f"prompt ({len(ids)} tokens) + --max-new-tokens {max_new_tokens} exceeds the model's max_length "
-            f"{config.max_length}"
-        )
-    return ids
-
-
-@command(name="generate")
-def generate_command(
-    model_dir: Path,
-    *,
-    prompt: str = "",
-    max_new_tokens: int = 100,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int = 0,
-    json_: bool = False,
-    device: str = "auto",
-    threads: int = 1,
-) -> int:
-    """Continue a protein sequence with a causal (clm) model, decoding incrementally.
-
-    Prints the sequence as FASTA, or with --json one object with the generated residues and tokens_per_second.
-    Generation stops at <eos> or after --max-new-tokens.
-
-    Args:
-        model_dir: a model folder (config.json + model.safetensors) or a run folder holding model/.
-        prompt (SEQ): the first residues (may be empty).
-        max_new_tokens (N): most tokens to generate.
-        temperature: sampling temperature; 0 is greedy.
-        top_k: sample among the k most likely tokens.
-        top_p: sample from the smallest set of tokens whose probability reaches p (nucleus).
-        seed: seed of the sampling generator.
-        json_: print exactly one JSON object.
-        device: auto (cuda if available), cpu, cuda or cuda:N.
-        threads (N): torch CPU threads; one token at a time gains nothing from more on small models.
-    """
-    import time
-
-    import torch
-
-    from favor.data.alphabet import Alphabet
-    from favor.models.generation import generate
-    from favor.models.pretrained import load_pretrained
-    from favor.train.distributed import resolve_device
-
-    torch.set_num_threads(threads)
-    folder = _model_folder(Path(model_dir))
-    model = load_pretrained(folder, device=resolve_device(device))
-    if model.config.task != "clm":
-        raise ValueError(
-            f"{folder}: favor generate needs a causal LM (task clm), not task {model.config.task!r}"
-        )
-    alphabet = Alphabet.protein()
-    ids = _prompt_ids(folder, model.config, prompt, max_new_tokens)
-    prompt_ids = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
-    generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    out = generate(
-        model,
-        prompt_ids,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        generator=generator,
-        eos_id=alphabet.eos_id,
-    )
-    seconds = time.perf_counter() - start
-    new = out[0, len(ids) :].tolist()
-    stopped = alphabet.eos_id in new
-    new = new[: new.index(alphabet.eos_id)] if stopped else new
-    text = alphabet.decode(new)
-    result = {
-        "prompt": prompt.upper(),
-        "generated": text,
-        "sequence": prompt.upper() + text,
-        "new_tokens": len(new) + int(stopped),
-        "stopped_at_eos": stopped,
-        "seconds": seconds,
-        "tokens_per_second": (len(new) + int(stopped)) / seconds if seconds > 0 else None,
-        "model": str(folder),
-    }
-    if json_:
-        _print_json(result)
-    else:
-        rate = result["tokens_per_second"] or 0.0
-        print(f">generated new_tokens={result['new_tokens']} tokens_per_second={rate:.1f}")
-        print(result["sequence"])
     return 0
 
 
@@ -434,10 +323,14 @@ def demo_command(*, out: Path = Path("favor-demo"), minutes: float = 2.0, quiet:
 def _register_extensions() -> None:
     """Subcommands whose code lives with its subsystem (imports of heavy extras stay inside the functions)."""
     from favor.export import export_cli
+    from favor.generation_cli import generate_command
     from favor.serve.server import serve_cli
+    from favor.train.tune import tune_cli
 
+    command(name="generate")(generate_command)
     command(name="serve")(serve_cli)
     command(name="export")(export_cli)
+    command(name="tune")(tune_cli)
 
 
 _register_extensions()

@@ -1,7 +1,9 @@
-"""Evaluate a trained run folder on a FASTA file with the fixed evaluation masks.
+"""Evaluate a trained run folder: protein runs on a FASTA file with the fixed evaluation masks, the other
+sources on their own held-out part with their task's metrics (`favor.evaluate.task_run`).
 
-The model of ``RUN_DIR/model`` is scored on the masked (MLM) or next (CLM) tokens, and the unigram baseline
-of ``RUN_DIR/unigram.json`` (the training data's residue frequencies) on the very same targets.
+The model of a protein run (``RUN_DIR/model``) is scored on the masked (MLM) or next (CLM) tokens, and the
+unigram baseline of ``RUN_DIR/unigram.json`` (the training data's residue frequencies) on the very same
+targets.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ __all__ = ["evaluate_run"]
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
-    data: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
     concatenated: bool = False,
     max_batches: int | None = None,
     max_length: int | None = None,
@@ -32,11 +35,13 @@ def evaluate_run(
     mask_seed: int = EVAL_MASK_SEED,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the run's final model on ``data`` (see `favor.evaluate.metrics.LMStats.to_dict`).
+    """Metrics of the run's final model on ``data`` (see `favor.evaluate.metrics.LMStats.to_dict`), or for a
+    timeseries, text or digits run on ``split`` of its source (see `favor.evaluate.task_run`).
 
     Args:
         run_dir: a folder written by ``favor train`` (config.yaml, unigram.json, model/).
-        data: FASTA file to evaluate on.
+        data: FASTA file to evaluate on (protein runs; required), or a text file (text runs; optional).
+        split: the held-out part of a timeseries, text or digits run: test or valid.
         concatenated: score windows of concatenated proteins instead of single (start-cropped) proteins.
         max_batches: stop after this many batches.
         max_length: tokens per item (default: the run's data.max_length).
@@ -55,6 +60,10 @@ def evaluate_run(
     config = load_run_config(run_dir / CONFIG_FILE)
     target = resolve_device(device)
     model = load_pretrained(run_dir / MODEL_DIR, device=target)
+    if config.data.source != "protein":
+        return _evaluate_other(run_dir, config, model, split, data, target, max_batches, threads)
+    if data is None:
+        raise ValueError(f"{run_dir}: a protein run is evaluated on a FASTA file; give --data FASTA")
     unigram = UnigramBaseline.load(run_dir / UNIGRAM_FILE)
     objective = config.train.objective
     length = max_length if max_length is not None else config.data.max_length
@@ -91,3 +100,18 @@ def evaluate_run(
         "max_length": length,
         "backbone": model.config.backbone,
     }
+
+
+def _evaluate_other(run_dir, config, model, split, data, device, max_batches, threads) -> dict[str, Any]:
+    from favor.evaluate.task_run import evaluate_source_run
+
+    if split not in ("valid", "test"):
+        raise ValueError(f"split={split!r}: choose test or valid")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or config.train.cpu_threads or previous)
+    try:
+        return evaluate_source_run(
+            run_dir, config, model, split=split, data=data, device=device, max_batches=max_batches
+        )
+    finally:
+        torch.set_num_threads(previous)

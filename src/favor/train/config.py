@@ -1,9 +1,12 @@
-"""Run configuration: a YAML file with ``model:``, ``data:`` and ``train:`` sections, validated.
+"""Run configuration: a YAML file with ``model:``, ``data:`` and ``train:`` sections (and an optional
+``tune:`` search space), validated.
 
     run = load_run_config("configs/protein_mlm_tiny.yaml", overrides=["train.lr=3e-4"])
-    run.model  # favor.models.ModelConfig (vocab_size, task and causal filled in from the data and objective)
-    run.data   # DataConfig
+    run.model  # favor.models.ModelConfig (vocabulary or input width, task, outputs and causality filled in
+               # from data.source and train.objective; see favor.train.source_config)
+    run.data   # DataConfig (data.source: protein, timeseries, text or digits)
     run.train  # TrainConfig
+    run.tune   # the hyper-parameter search space of favor tune (plain data; empty when absent)
 
 Every key is checked: an unknown section or key raises `ConfigError` naming the key, the section and the
 valid keys; a value of the wrong type names the key, the value and the expected type. ``--set`` overrides
@@ -15,17 +18,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from favor.data.alphabet import Alphabet
-from favor.models.config import ModelConfig
+from favor.models.config import RECURRENT_BACKBONES, ModelConfig
+from favor.train.source_config import (
+    OBJECTIVES,
+    SOURCES,
+    TextConfig,
+    TimeSeriesConfig,
+    derived_model_fields,
+)
+from favor.train.validation import (
+    ConfigError,
+    build_section,
+    check_choice,
+    check_fraction,
+    check_min,
+    parse_yaml,
+)
 
 __all__ = [
     "ConfigError",
@@ -35,64 +49,59 @@ __all__ = [
     "load_run_config",
     "run_config_from_dict",
     "apply_overrides",
+    "parse_yaml",
 ]
 
-SECTIONS = ("model", "data", "train")
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 safe loading plus YAML 1.2 floats: ``3e-4`` is a float, not the string PyYAML makes of it."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse YAML text safely (no Python objects), with ``1e-3``-style floats."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-
-
-class ConfigError(ValueError):
-    """An invalid run configuration; the message names the file (if any), section and key."""
+SECTIONS = ("model", "data", "train", "tune")
+# Keys of the data section that only one source reads: set for another source, they are an error.
+_SOURCE_SECTIONS = {"timeseries": "timeseries", "text": "text"}
 
 
 @dataclass
 class DataConfig:
     """Where the sequences come from and how they are cut into batches."""
 
-    # FASTA files (plain or gzip); None means the bundled sample split of the same name.
+    # protein (FASTA), timeseries, text or digits; see favor.train.source_config.
+    source: str = "protein"
+    # FASTA files (plain or gzip); None means the bundled sample split of the same name. "none" as valid
+    # disables validation (every source).
     train: str | None = None
-    # None: bundled sample valid split; "none" disables validation.
     valid: str | None = None
     # single: one protein per item, cropped; concatenated: proteins joined by <eos> and cut into windows.
     mode: str = "single"
-    # Tokens per item: the crop length (single) or the window (concatenated).
+    # Tokens per item: the crop length (single) or the window (concatenated); for the other sources the
+    # window of characters (text), the context in time steps (timeseries) or 64 pixels (digits).
     max_length: int = 256
-    # Token budget per batch, padding included.
+    # Token budget per batch, padding included (the other sources: max_tokens // max_length items).
     max_tokens: int = 4096
     max_batch_size: int | None = None
     # Items sorted by length together (bucketing); None sorts the whole epoch.
     buffer_size: int | None = 1024
     pad_to_multiple_of: int | None = 8
-    # Characters outside the alphabet: error (names record and position), x (map to X), skip (drop record).
+    # Characters outside the alphabet: error (names record and position), x (map to X), skip (drop record);
+    # for text: error or unk (map to <unk>).
     unknown: str = "error"
     mask_probability: float = 0.15
     # Cap on validation sequences (the first ones of the file), to bound evaluation cost.
     valid_max_sequences: int | None = None
     num_workers: int = 0
+    # Shares of the data held out for validation and test (timeseries and text: the end of the series or
+    # text, by time or position; digits: a stratified shuffle).
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    timeseries: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
+    text: TextConfig = field(default_factory=TextConfig)
 
     def __post_init__(self) -> None:
-        _check_choice("data", "mode", self.mode, ("single", "concatenated"))
-        _check_choice("data", "unknown", self.unknown, ("error", "x", "skip"))
-        _check_min("data", "max_length", self.max_length, 3)
-        _check_min("data", "max_tokens", self.max_tokens, 1)
+        check_choice("data", "source", self.source, SOURCES)
+        check_choice("data", "mode", self.mode, ("single", "concatenated"))
+        unknown = ("error", "unk") if self.source == "text" else ("error", "x", "skip")
+        check_choice("data", "unknown", self.unknown, unknown)
+        check_min("data", "max_length", self.max_length, 3)
+        check_min("data", "max_tokens", self.max_tokens, 1)
         for name in ("max_batch_size", "buffer_size", "pad_to_multiple_of", "valid_max_sequences"):
-            _check_min("data", name, getattr(self, name), 1)
-        _check_min("data", "num_workers", self.num_workers, 0)
+            check_min("data", name, getattr(self, name), 1)
+        check_min("data", "num_workers", self.num_workers, 0)
         if not 0.0 < self.mask_probability < 1.0:
             raise ConfigError(f"data.mask_probability={self.mask_probability!r}: expected a float in (0, 1)")
         if self.max_tokens < self.max_length:
@@ -100,12 +109,41 @@ class DataConfig:
                 f"data.max_tokens={self.max_tokens} is smaller than data.max_length={self.max_length}: "
                 "a batch must hold at least one full item"
             )
+        check_fraction("data", "valid_fraction", self.valid_fraction)
+        check_fraction("data", "test_fraction", self.test_fraction)
+        self._check_source()
+
+    def _check_source(self) -> None:
+        for key, owner in _SOURCE_SECTIONS.items():
+            if self.source != owner and getattr(self, key) != type(getattr(self, key))():
+                raise ConfigError(f"data.{key} is set but data.source={self.source!r}; it is read by {owner}")
+        if self.source == "protein":
+            return
+        if self.train is not None or (self.valid is not None and self.valid.strip().lower() != "none"):
+            raise ConfigError(
+                "data.train / data.valid name FASTA files (data.source=protein); "
+                f"data.source={self.source!r} "
+                "takes its data from its own section (data.valid=none still disables validation)"
+            )
+        if self.source == "digits" and self.max_length != 64:
+            raise ConfigError(f"data.max_length={self.max_length}: data.source=digits has 64 pixels per item")
+
+    @property
+    def batch_size(self) -> int:
+        """Items per batch of the fixed-length sources."""
+        return max(1, self.max_tokens // self.max_length)
+
+    @property
+    def has_valid(self) -> bool:
+        return self.valid is None or self.valid.strip().lower() != "none"
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, schedule, evaluation, checkpointing and stopping."""
 
+    # mlm or clm (protein, text); token_regression or sequence_regression (timeseries: many-to-many or
+    # many-to-one forecasting); sequence_classification (digits). It is the model's task.
     objective: str = "mlm"
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -121,6 +159,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Micro-batches per optimizer step.
     grad_accum: int = 1
+    # Truncated backpropagation through time (0: off): recurrent backbones on the text source read
+    # data.max_tokens // tbptt parallel streams tbptt characters at a time, carrying their hidden state
+    # (detached) from one window to the next.
+    tbptt: int = 0
     bf16: bool = False
     activation_checkpointing: bool = False
     # Redraw FAVOR+ features every N optimizer steps (0: never), from a generator seeded by (seed, step).
@@ -145,14 +187,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
-        _check_choice("train", "objective", self.objective, ("mlm", "clm"))
-        _check_choice("train", "schedule", self.schedule, ("cosine", "linear", "constant"))
-        for name in ("warmup_steps", "redraw_interval", "early_stopping_patience", "seed"):
-            _check_min("train", name, getattr(self, name), 0)
+        check_choice("train", "objective", self.objective, OBJECTIVES)
+        check_choice("train", "schedule", self.schedule, ("cosine", "linear", "constant"))
+        for name in ("warmup_steps", "redraw_interval", "early_stopping_patience", "seed", "tbptt"):
+            check_min("train", name, getattr(self, name), 0)
         for name in ("grad_accum", "eval_interval", "checkpoint_interval", "keep_checkpoints"):
-            _check_min("train", name, getattr(self, name), 1)
+            check_min("train", name, getattr(self, name), 1)
         for name in ("max_steps", "log_interval", "schedule_steps", "eval_max_batches", "cpu_threads"):
-            _check_min("train", name, getattr(self, name), 1)
+            check_min("train", name, getattr(self, name), 1)
         for name in ("lr", "eps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)!r}: expected a float > 0")
@@ -176,100 +218,47 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """A validated run: the model, data and training sections."""
+    """A validated run: the model, data and training sections, and the search space of ``favor tune``."""
 
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Dotted key -> {low, high, log?, step?} or a list of choices (see favor.train.search_space).
+    tune: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (YAML/JSON-safe); ``run_config_from_dict(cfg.to_dict())`` gives an equal config."""
         data = dataclasses.asdict(self.data)
+        # A source's own section appears only with that source (it must hold defaults otherwise).
+        for key, owner in _SOURCE_SECTIONS.items():
+            if self.data.source == owner:
+                data[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in data[key].items()}
+            else:
+                del data[key]
         train = dataclasses.asdict(self.train)
         train["betas"] = list(self.train.betas)
-        return {"model": self.model.to_dict(), "data": data, "train": train}
+        out = {"model": self.model.to_dict(), "data": data, "train": train}
+        if self.tune:
+            out["tune"] = _deep_copy(self.tune)
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _check_choice(section: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{section}.{key}={value!r}: expected one of {', '.join(choices)}")
-
-
-def _check_min(section: str, key: str, value: Any, minimum: int) -> None:
-    if value is not None and value < minimum:
-        raise ConfigError(f"{section}.{key}={value!r}: expected an integer >= {minimum}")
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    """Whether ``value`` (parsed YAML) fits the dataclass field type ``hint``."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        args = typing.get_args(hint)
-        return (
-            isinstance(value, (list, tuple))
-            and len(value) == len(args)
-            and all(_type_ok(v, a) for v, a in zip(value, args, strict=True))
-        )
-    return True
-
-
-def _wants_float(hint: Any, value: Any) -> bool:
-    """An int given where the field is a float (or float | None): stored as a float."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return False
-    return hint is float or float in typing.get_args(hint)
-
-
-def _type_name(hint: Any) -> str:
-    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
-
-
-def _build_section(cls: type, data: Any, section: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"section {section!r}: expected a mapping of keys to values, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    for key, value in data.items():
-        if key not in hints:
-            raise ConfigError(f"unknown key {key!r} in section {section!r}; valid keys: {', '.join(known)}")
-        if not _type_ok(value, hints[key]):
-            got, expected = type(value).__name__, _type_name(hints[key])
-            raise ConfigError(f"{section}.{key}={value!r}: wrong type {got}, expected {expected}")
-    values = {k: (float(v) if _wants_float(hints[k], v) else v) for k, v in data.items()}
-    return cls(**values)
-
-
-def _build_model(data: Any, train: TrainConfig, alphabet: Alphabet) -> ModelConfig:
+def _build_model(data: Any, train: TrainConfig, dataset: DataConfig) -> ModelConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"section 'model': expected a mapping of keys to values, got {data!r}")
     data = dict(data)
-    causal = train.objective == "clm"
-    # Filled in from the alphabet and objective; a conflicting explicit value is an error.
-    derived = {"vocab_size": alphabet.vocab_size, "task": train.objective, "causal": causal}
+    # Filled in from the data source and objective; a conflicting explicit value is an error.
+    derived, what = derived_model_fields(dataset, train.objective)
     for key, value in derived.items():
         if key in data and data[key] != value:
             raise ConfigError(
-                f"model.{key}={data[key]!r} conflicts with train.objective={train.objective!r} and the "
-                f"protein alphabet, which need {key}={value!r}; remove the key to have it filled in"
+                f"model.{key}={data[key]!r} conflicts with train.objective={train.objective!r} and {what}, "
+                f"which need {key}={value!r}; remove the key to have it filled in"
             )
         data[key] = value
     if train.activation_checkpointing:
@@ -280,8 +269,30 @@ def _build_model(data: Any, train: TrainConfig, alphabet: Alphabet) -> ModelConf
         raise ConfigError(f"section 'model': {error}") from None
 
 
+def _check_lengths(model: ModelConfig, dataset: DataConfig, train: TrainConfig) -> None:
+    width = dataset.max_length
+    # Protein batches are padded up to a multiple; the other sources' items all have one length.
+    if dataset.source == "protein" and dataset.pad_to_multiple_of:
+        width = -(-width // dataset.pad_to_multiple_of) * dataset.pad_to_multiple_of
+    if model.max_length < width:
+        raise ConfigError(
+            f"model.max_length={model.max_length} is smaller than the longest batch, data.max_length="
+            f"{dataset.max_length} rounded up to data.pad_to_multiple_of={dataset.pad_to_multiple_of}"
+        )
+    if train.tbptt:
+        if dataset.source != "text" or model.backbone not in RECURRENT_BACKBONES:
+            raise ConfigError(
+                f"train.tbptt={train.tbptt} needs data.source=text and a recurrent backbone "
+                f"({', '.join(RECURRENT_BACKBONES)}), got {dataset.source} and {model.backbone}"
+            )
+        if train.tbptt > model.max_length:
+            raise ConfigError(f"train.tbptt={train.tbptt} is larger than model.max_length={model.max_length}")
+
+
 def run_config_from_dict(data: Any, *, source: str = "config") -> RunConfig:
     """Validate plain data (parsed YAML) into a `RunConfig`; errors are prefixed with ``source``."""
+    from favor.train.search_space import parse_space
+
     try:
         if data is None:
             data = {}
@@ -290,20 +301,15 @@ def run_config_from_dict(data: Any, *, source: str = "config") -> RunConfig:
         for section in data:
             if section not in SECTIONS:
                 raise ConfigError(f"unknown section {section!r}; valid sections: {', '.join(SECTIONS)}")
-        dataset = _build_section(DataConfig, data.get("data"), "data")
-        train = _build_section(TrainConfig, data.get("train"), "train")
-        model = _build_model(data.get("model"), train, Alphabet.protein())
-        width = dataset.max_length
-        if dataset.pad_to_multiple_of:
-            width = -(-width // dataset.pad_to_multiple_of) * dataset.pad_to_multiple_of
-        if model.max_length < width:
-            raise ConfigError(
-                f"model.max_length={model.max_length} is smaller than the longest batch, data.max_length="
-                f"{dataset.max_length} rounded up to data.pad_to_multiple_of={dataset.pad_to_multiple_of}"
-            )
+        dataset = build_section(DataConfig, data.get("data"), "data")
+        train = build_section(TrainConfig, data.get("train"), "train")
+        model = _build_model(data.get("model"), train, dataset)
+        _check_lengths(model, dataset, train)
+        tune = data.get("tune") or {}
+        parse_space(tune)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
-    return RunConfig(model=model, data=dataset, train=train)
+    return RunConfig(model=model, data=dataset, train=train, tune=_deep_copy(tune))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Run folder::
 
     config.yaml        the resolved config (re-used by --resume and favor evaluate)
-    unigram.json       residue counts of the training data (the unigram baseline)
+    unigram.json       token counts of the training data (the unigram baseline; language models)
+    vocab.json         the character vocabulary (text; also in model/, where favor generate reads it)
+    timeseries.json    the series, its split, its training-part normaliser and MASE scale (timeseries)
     metrics.csv        train rows every log_interval steps, valid rows at every evaluation
     tensorboard/       the same numbers as TensorBoard events (when tensorboard is installed)
     checkpoints/       resumable checkpoints (see favor.train.checkpoint)
@@ -24,6 +26,7 @@ from typing import Any
 
 import torch
 
+from favor.data.text import VOCAB_FILE
 from favor.evaluate.baseline import UNIGRAM_FILE
 from favor.models.pretrained import save_pretrained
 from favor.train.checkpoint import checkpoint_dir, latest_checkpoint
@@ -32,11 +35,35 @@ from favor.train.distributed import DistContext, init_distributed
 from favor.train.monitor import MetricsLog, Progress, plot_loss_curves, read_metrics
 from favor.train.trainer import StepResult, Trainer
 
-__all__ = ["train_run", "CONFIG_FILE", "SUMMARY_FILE", "MODEL_DIR"]
+__all__ = ["train_run", "describe_metrics", "CONFIG_FILE", "SUMMARY_FILE", "MODEL_DIR"]
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 MODEL_DIR = "model"
+
+
+# Called with (step, validation metrics) after every evaluation on rank 0; may raise to stop the run
+# (favor tune prunes a trial this way).
+EvalCallback = Callable[[int, dict[str, Any]], None]
+
+
+def describe_metrics(metrics: dict[str, Any]) -> str:
+    """One line of validation metrics, whatever the task."""
+    parts = [f"valid loss {metrics['loss']:.4f}"]
+    if "unigram_loss" in metrics:
+        parts[0] += f" (unigram {metrics['unigram_loss']:.4f})"
+    for key, label in (
+        ("bits_per_char", "bits/char"),
+        ("masked_accuracy", "accuracy"),
+        ("accuracy", "accuracy"),
+        ("perplexity", "perplexity"),
+        ("mae", "MAE"),
+        ("rmse", "RMSE"),
+        ("mase", "MASE"),
+    ):
+        if metrics.get(key) is not None:
+            parts.append(f"{label} {metrics[key]:.4f}")
+    return ", ".join(parts)
 
 
 def _prepare_dir(run_dir: Path, config: RunConfig, trainer: Trainer, *, resuming: bool) -> None:
@@ -46,14 +73,25 @@ def _prepare_dir(run_dir: Path, config: RunConfig, trainer: Trainer, *, resuming
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(config.to_yaml(), encoding="utf-8")
-    trainer.unigram.save(run_dir / UNIGRAM_FILE)
+    if trainer.unigram is not None:
+        trainer.unigram.save(run_dir / UNIGRAM_FILE)
+    for name, text in trainer.data.files.items():
+        (run_dir / name).write_text(text, encoding="utf-8")
 
 
 class _Loop:
     """The step loop of rank 0 and the other ranks (only rank 0 logs)."""
 
-    def __init__(self, trainer: Trainer, run_dir: Path, log: MetricsLog | None, echo: Callable[[str], None]):
+    def __init__(
+        self,
+        trainer: Trainer,
+        run_dir: Path,
+        log: MetricsLog | None,
+        echo: Callable[[str], None],
+        on_evaluate: EvalCallback | None = None,
+    ):
         self.trainer, self.run_dir, self.log, self.echo = trainer, run_dir, log, echo
+        self.on_evaluate = on_evaluate
         self.window: list[StepResult] = []
         self.last_train_loss = float("nan")
         self.last_valid: dict[str, Any] | None = None
@@ -103,14 +141,13 @@ class _Loop:
                 elapsed_s=round(elapsed, 3),
                 loss=metrics["loss"],
                 tokens=self.trainer.state.tokens_seen,
-                accuracy=metrics["masked_accuracy"],
-                perplexity=metrics["perplexity"],
-                unigram_loss=metrics["unigram_loss"],
+                accuracy=metrics.get("masked_accuracy", metrics.get("accuracy")),
+                perplexity=metrics.get("perplexity"),
+                unigram_loss=metrics.get("unigram_loss"),
             )
-        self.echo(
-            f"step {self.step}: valid loss {metrics['loss']:.4f} (unigram {metrics['unigram_loss']:.4f}), "
-            f"accuracy {metrics['masked_accuracy']:.4f}, perplexity {metrics['perplexity']:.3f}"
-        )
+        self.echo(f"step {self.step}: {describe_metrics(metrics)}")
+        if self.on_evaluate is not None:
+            self.on_evaluate(self.step, metrics)
 
     def checkpoint(self) -> None:
         self.trainer.state.elapsed_s = self.elapsed()
@@ -159,17 +196,19 @@ def train_run(
     resume: str | os.PathLike | None = None,
     quiet: bool = False,
     echo: Callable[[str], None] = print,
+    on_evaluate: EvalCallback | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` into ``out_dir`` (continuing the latest checkpoint of ``resume`` if given).
 
     Works alone or under ``torchrun``. Returns the summary (also written to ``summary.json``) on every rank.
+    ``on_evaluate(step, metrics)`` is called on rank 0 after every validation.
     """
     threads = torch.get_num_threads()
     if config.train.cpu_threads is not None:
         torch.set_num_threads(config.train.cpu_threads)
     dist = init_distributed(config.train.device)
     try:
-        return _train(config, Path(out_dir), resume, quiet, echo, dist)
+        return _train(config, Path(out_dir), resume, quiet, echo, dist, on_evaluate)
     finally:
         dist.close()
         torch.set_num_threads(threads)
@@ -182,6 +221,7 @@ def _train(
     quiet: bool,
     echo: Callable[[str], None],
     dist: DistContext,
+    on_evaluate: EvalCallback | None = None,
 ) -> dict[str, Any]:
     main = dist.is_main and not quiet
     progress = Progress(total=config.train.max_steps, enabled=main, echo=echo)
@@ -196,7 +236,7 @@ def _train(
     dist.barrier()
     resume_step = trainer.state.step if folder is not None else None
     log = MetricsLog(run_dir, resume_step=resume_step) if dist.is_main else None
-    loop = _Loop(trainer, run_dir, log, say)
+    loop = _Loop(trainer, run_dir, log, say, on_evaluate if dist.is_main else None)
     loop.last_ckpt_step = resume_step
     progress.start_at(trainer.state.step)
     before = (trainer.state.step, trainer.state.tokens_seen, trainer.state.train_time_s)
@@ -216,6 +256,9 @@ def _train(
     summary = _summary(loop, reason, before)
     if dist.is_main:
         save_pretrained(trainer.model, run_dir / MODEL_DIR)
+        # The vocabulary travels with the model folder, so favor generate can decode from it alone.
+        if VOCAB_FILE in trainer.data.files:
+            (run_dir / MODEL_DIR / VOCAB_FILE).write_text(trainer.data.files[VOCAB_FILE], encoding="utf-8")
         plot_loss_curves(
             {config.model.backbone: read_metrics(run_dir / "metrics.csv")}, run_dir / "loss_curve.png"
         )
@@ -231,6 +274,7 @@ def _summary(loop: _Loop, reason: str, before: tuple[int, int, float]) -> dict[s
     return {
         "run_dir": str(loop.run_dir),
         "objective": config.train.objective,
+        "source": config.data.source,
         "backbone": config.model.backbone,
         "params": trainer.num_parameters,
         "steps": trainer.state.step,

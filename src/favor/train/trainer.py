@@ -8,6 +8,11 @@ The loss is the mean cross-entropy over every predicted token of an optimizer st
 ranks: each micro-batch contributes ``sum(CE) * world_size / n_tokens_global`` so DDP's gradient averaging
 gives exactly that mean. Labels come from `favor.data` (causal labels already shifted) and are scored here
 against the model's logits, so the model's own loss (which shifts causal labels itself) is not used.
+Regression tasks (time series) use the sum of squared errors over finite labels (NaN marks a missing
+target) in the same way, and sequence classification the cross-entropy of one label per sequence.
+
+With ``train.tbptt`` the batches are consecutive windows of parallel text streams and a recurrent model
+carries its hidden state from one window to the next, detached (`favor.train.tbptt`).
 """
 
 from __future__ import annotations
@@ -24,14 +29,21 @@ from torch.nn.parallel import DistributedDataParallel
 
 from favor.data.masking import IGNORE_INDEX
 from favor.data.seeding import derive_seed, generator_for
-from favor.evaluate.baseline import UnigramBaseline
 from favor.evaluate.metrics import LMStats, evaluate_lm, token_cross_entropy
+from favor.evaluate.task_metrics import (
+    REGRESSION_TASKS,
+    TaskStats,
+    evaluate_task,
+    model_logits,
+    squared_error_sum,
+)
 from favor.models.model import SequenceModel
 from favor.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from favor.train.config import RunConfig
 from favor.train.data import build_run_data
 from favor.train.distributed import DistContext
 from favor.train.optim import build_optimizer, build_scheduler
+from favor.train.tbptt import tbptt_window
 
 __all__ = ["Trainer", "TrainerState", "StepResult"]
 
@@ -78,9 +90,10 @@ class Trainer:
             seed=train.seed,
             rank=dist.rank,
             world_size=dist.world_size,
+            tbptt=train.tbptt,
         )
-        self.unigram = UnigramBaseline.from_corpus(self.data.train_corpus)
-        self.unigram_log_probs = self.unigram.log_probs(train.objective, self.data.train_corpus.alphabet)
+        self.unigram = self.data.unigram
+        self.unigram_log_probs = self.data.unigram_log_probs
         self.model = SequenceModel(config.model).to(self.device)
         self.optimizer = build_optimizer(self.model, train)
         self.scheduler = build_scheduler(self.optimizer, train)
@@ -92,6 +105,8 @@ class Trainer:
         torch.manual_seed(derive_seed(train.seed, dist.rank))
         self.state = TrainerState()
         self._iterator = None
+        # The recurrent state carried between windows under train.tbptt (None: start afresh).
+        self._carry = None
 
     @property
     def num_parameters(self) -> int:
@@ -128,7 +143,7 @@ class Trainer:
             if self.model.redraw_projections(generator_for(train.seed, _REDRAW_STREAM, step)):
                 self.state.redraws += 1
         micro = [self._next_batch() for _ in range(train.grad_accum)]
-        n_local = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in micro)
+        n_local = sum(_count_targets(b["labels"]) for b in micro)
         tokens_local = sum(int((~b["padding_mask"]).sum()) for b in micro)
         n_global, tokens_global = self.dist.all_reduce_sum([n_local, tokens_local])
         scale = self.dist.world_size / max(n_global, 1.0)
@@ -141,10 +156,8 @@ class Trainer:
             sync = contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
             with sync:
                 with self._autocast():
-                    logits = forward(
-                        batch["input_ids"].to(self.device), padding_mask=batch["padding_mask"].to(self.device)
-                    ).logits
-                ce_sum, _ = token_cross_entropy(logits, batch["labels"].to(self.device))
+                    logits = self._logits(forward, batch)
+                ce_sum, _ = self._loss_sum(logits, batch["labels"].to(self.device))
                 (ce_sum * scale).backward()
             loss_sum += ce_sum.detach().double()
         loss = self.dist.all_reduce_sum([float(loss_sum)])[0] / max(n_global, 1.0)
@@ -166,6 +179,23 @@ class Trainer:
             loss=loss, grad_norm=grad_norm, tokens=int(tokens_global), skipped=skipped, seconds=seconds
         )
 
+    def _logits(self, forward: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        if not self.config.train.tbptt:
+            return model_logits(forward, batch, self.device)
+        if batch.get("reset"):
+            self._carry = None
+        logits, self._carry = tbptt_window(self.model, batch["input_ids"].to(self.device), self._carry)
+        return logits
+
+    def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed loss of the task over the batch's targets, and their count."""
+        task = self.config.model.task
+        if task == "sequence_classification":
+            return token_cross_entropy(logits[:, None], labels[:, None])
+        if task in REGRESSION_TASKS:
+            return squared_error_sum(logits, labels)
+        return token_cross_entropy(logits, labels)
+
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -179,18 +209,9 @@ class Trainer:
         # Starting a DataLoader draws from the global RNG; keep dropout's stream independent of evaluations.
         rng = torch.get_rng_state()
         try:
-            stats = evaluate_lm(
-                self.model,
-                loader,
-                unigram_log_probs=self.unigram_log_probs,
-                device=self.device,
-                bf16=self.config.train.bf16,
-                max_batches=self.config.train.eval_max_batches,
-            )
+            metrics = self._validation_metrics(loader)
         finally:
             torch.set_rng_state(rng)
-        stats = LMStats.from_list(self.dist.all_reduce_sum(stats.as_list()))
-        metrics = stats.to_dict(self.config.train.objective)
         loss = metrics["loss"]
         best = self.state.best_val_loss
         if math.isfinite(loss) and (best is None or loss < best):
@@ -199,6 +220,21 @@ class Trainer:
         else:
             self.state.evals_without_improvement += 1
         return metrics
+
+    def _validation_metrics(self, loader: Any) -> dict[str, Any]:
+        train, task = self.config.train, self.config.model.task
+        common = {"device": self.device, "bf16": train.bf16, "max_batches": train.eval_max_batches}
+        if task in ("mlm", "clm"):
+            stats = evaluate_lm(self.model, loader, unigram_log_probs=self.unigram_log_probs, **common)
+            stats = LMStats.from_list(self.dist.all_reduce_sum(stats.as_list()))
+            metrics = stats.to_dict(train.objective)
+            if self.config.data.source == "text":
+                metrics["bits_per_char"] = metrics["loss"] / math.log(2)
+                metrics["unigram_bits_per_char"] = metrics["unigram_loss"] / math.log(2)
+            return metrics
+        stats = evaluate_task(self.model, loader, task=task, **common)
+        stats = TaskStats.from_list(self.dist.all_reduce_sum(stats.as_list()))
+        return stats.to_dict(task, value_scale=self.data.value_scale, mase_scale=self.data.mase_scale)
 
     @property
     def should_stop_early(self) -> bool:
@@ -250,6 +286,15 @@ class Trainer:
         loader_state = {k: v for k, v in ckpt.trainer["loader"].items() if k != "rank"}
         self.data.train_loader.load_state_dict(loader_state)
         self._iterator = None
+        # The carried TBPTT state is not checkpointed: a resumed run restarts its streams' state at zero.
+        self._carry = None
         known = set(TrainerState.__dataclass_fields__)
         self.state = TrainerState(**{k: v for k, v in ckpt.trainer.items() if k in known})
         restore_rng_state(ckpt.rng_tensors, prefix=f"rank{self.dist.rank}.", device=self.device)
+
+
+def _count_targets(labels: torch.Tensor) -> int:
+    """Labels that count: finite values (regression, NaN is missing) or ids other than -100."""
+    if labels.is_floating_point():
+        return int(torch.isfinite(labels).sum())
+    return int((labels != IGNORE_INDEX).sum())
