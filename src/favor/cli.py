@@ -325,9 +325,17 @@ def _register_extensions() -> None:
     from favor.export import export_cli
     from favor.generation_cli import generate_command
     from favor.serve.server import serve_cli
+    from favor.tasks.blosum import blosum_cli
+    from favor.tasks.embed import embed_cli
+    from favor.tasks.finetune import finetune_cli
+    from favor.tasks.score import score_cli
     from favor.train.tune import tune_cli
 
     command(name="generate")(generate_command)
+    command(name="embed")(embed_cli)
+    command(name="score")(score_cli)
+    command(name="finetune")(finetune_cli)
+    command(name="blosum")(blosum_cli)
     command(name="serve")(serve_cli)
     command(name="export")(export_cli)
     command(name="tune")(tune_cli)
