@@ -93,12 +93,7 @@ class AttentionBackbone(Backbone):
         )
 
     def forward(self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        states = [x]
-        for block in self.blocks:
-            x = self.run_block(block, x, padding_mask=padding_mask)
-            states.append(x)
-        states[-1] = self.final_norm(x)
-        return states
+        return self.run_blocks(self.blocks, x, padding_mask=padding_mask)
 
     def step(self, x: torch.Tensor, state: list[Any], *, offset: int) -> tuple[torch.Tensor, list[Any]]:
         self._require_causal()

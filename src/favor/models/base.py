@@ -36,6 +36,15 @@ class Backbone(nn.Module):
             return checkpoint(block, x, use_reentrant=False, **kwargs)
         return block(x, **kwargs)
 
+    def run_blocks(self, blocks: nn.ModuleList, x: torch.Tensor, **kwargs: Any) -> list[torch.Tensor]:
+        """Every block in turn; returns the ``n_layers + 1`` states, the last one through the final norm."""
+        states = [x]
+        for block in blocks:
+            x = self.run_block(block, x, **kwargs)
+            states.append(x)
+        states[-1] = self.final_norm(x)
+        return states
+
     def forward(self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         raise NotImplementedError
 

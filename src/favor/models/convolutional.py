@@ -49,12 +49,7 @@ class ConvBackbone(Backbone):
         return 1 + sum(block.context for block in self.blocks)
 
     def forward(self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        states = [x]
-        for block in self.blocks:
-            x = self.run_block(block, x, padding_mask=padding_mask)
-            states.append(x)
-        states[-1] = self.final_norm(x)
-        return states
+        return self.run_blocks(self.blocks, x, padding_mask=padding_mask)
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> list[torch.Tensor]:
         self._require_causal()

@@ -82,12 +82,7 @@ class RecurrentBackbone(Backbone):
         lengths = None
         if padding_mask is not None and bool(padding_mask.any()):
             lengths = right_padded_lengths(padding_mask)
-        states = [x]
-        for layer in self.layers:
-            x = self.run_block(layer, x, lengths=lengths)
-            states.append(x)
-        states[-1] = self.final_norm(x)
-        return states
+        return self.run_blocks(self.layers, x, lengths=lengths)
 
     def step(self, x: torch.Tensor, state: list[Any], *, offset: int) -> tuple[torch.Tensor, list[Any]]:
         self._require_causal()
