@@ -12,7 +12,7 @@ import torch
 
 from favor.ops.causal import FavorState, causal_attention
 from favor.ops.common import keep_mask
-from favor.ops.features import feature_map
+from favor.ops.features import get_kernel
 from favor.ops.naive import naive_causal_attention, naive_noncausal_attention
 from favor.ops.noncausal import noncausal_attention
 
@@ -32,6 +32,16 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
             f"q and k must match and v must share (batch, heads, length); "
             f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
+
+
+def _fixed(projection: torch.Tensor | None) -> torch.Tensor | None:
+    """The fast paths treat the projection as a constant; say so rather than drop its gradient silently."""
+    if projection is not None and projection.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            "the fast FAVOR+ path does not differentiate through the projection; pass a projection that "
+            "does not require grad (it is a fixed random draw) or use mode='naive'"
+        )
+    return projection
 
 
 @contextlib.contextmanager
@@ -54,6 +64,7 @@ def favor_attention(
     kernel: str = "softmax",
     key_padding_mask: torch.Tensor | None = None,
     chunk_size: int = 64,
+    tile_size: int | None = None,
     mode: str = "fast",
 ) -> torch.Tensor:
     """FAVOR+ estimate of ``softmax(q k^T / sqrt(d)) v`` (or generalized attention for ``kernel="relu"``).
@@ -68,7 +79,10 @@ def favor_attention(
             numerator nor the denominator, and never move the stabilizer. Outputs at padded positions are
             finite but meaningless.
         chunk_size: positions per chunk of the causal path.
+        tile_size: rows per tile of the fast paths (default: sized so a tile's features fit in cache;
+            causal: rounded to a multiple of ``chunk_size``). Changes speed, not results.
         mode: "fast" (default) or "naive" (plain twin with an explicit (L, L) matrix or prefix sums; tests).
+            The fast path gives no gradient to ``projection`` (a fixed random draw); "naive" does.
 
     Returns:
         ``(batch, heads, length, head_dim)`` in the dtype of ``v``.
@@ -79,18 +93,29 @@ def favor_attention(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     keep = keep_mask(key_padding_mask, q)
+    feature_kernel = get_kernel(kernel, projection)
     with _full_precision(q) as dtype:
         q32, k32, v32 = (t.to(dtype) for t in (q, k, v))
         projection = None if projection is None else projection.to(device=q.device, dtype=dtype)
-        query_base = feature_map(q32, projection, kernel=kernel).base
-        keys = feature_map(k32, projection, kernel=kernel)
         if mode == "naive":
             twin = naive_causal_attention if causal else naive_noncausal_attention
-            out = twin(query_base, keys, v32, keep)
+            keys = feature_kernel.forward(k32, projection)
+            out = twin(feature_kernel.forward(q32, projection).base, keys, v32, keep)
         elif causal:
-            out, _ = causal_attention(query_base, keys, v32, keep, chunk_size=chunk_size)
+            out, _ = causal_attention(
+                q32,
+                k32,
+                v32,
+                _fixed(projection),
+                keep,
+                kernel=feature_kernel,
+                chunk_size=chunk_size,
+                tile_size=tile_size,
+            )
         else:
-            out = noncausal_attention(query_base, keys, v32, keep)
+            out = noncausal_attention(
+                q32, k32, v32, _fixed(projection), keep, kernel=feature_kernel, tile_size=tile_size
+            )
     return out.to(v.dtype)
 
 
@@ -116,12 +141,18 @@ def favor_attention_step(
         itself) and the new state. One new token costs O(m d) per head, whatever the context length.
     """
     _check_qkv(q, k, v)
+    feature_kernel = get_kernel(kernel, projection)
     with _full_precision(q) as dtype:
         q32, k32, v32 = (t.to(dtype) for t in (q, k, v))
         projection = None if projection is None else projection.to(device=q.device, dtype=dtype)
-        query_base = feature_map(q32, projection, kernel=kernel).base
-        keys = feature_map(k32, projection, kernel=kernel)
         out, state = causal_attention(
-            query_base, keys, v32, None, chunk_size=min(chunk_size, q.shape[2]), initial=state
+            q32,
+            k32,
+            v32,
+            _fixed(projection),
+            None,
+            kernel=feature_kernel,
+            chunk_size=min(chunk_size, q.shape[2]),
+            initial=state,
         )
     return out.to(v.dtype), state

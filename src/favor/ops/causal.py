@@ -5,9 +5,13 @@ values V_c (see :mod:`favor.ops.common`):
 
     out_c = Q_c P_c + tril(Q_c K_c^T) V_c
 
-where P_c = sum over earlier chunks of K^T V (the carried prefix state, ``(M, d + 1)`` per head). Only
-chunk-boundary states are stored, so memory is O(L (M + d) / C * ... ) = O((L / C) M d + L (M + d)),
-never the O(L M d) of explicit prefix sums (see :func:`favor.ops.naive.naive_causal_attention`).
+where P_c = sum over earlier chunks of K^T V (the carried prefix state, ``(M, d + 1)`` per head).
+
+Chunks are grouped into tiles that fit in cache (see :mod:`favor.ops.common`). The forward pass sweeps the
+tiles in order, carrying the state, and stores only the state at each tile's start; the backward pass
+sweeps them in reverse, recomputing each tile's features and per-chunk prefixes from that state and
+carrying the state's gradient back. Memory is O(L d + (L / R) M d) for tiles of R rows, never the
+O(L M d) of explicit prefix sums (see :func:`favor.ops.naive.naive_causal_attention`).
 
 Stabilization: every key weight is ``exp(log_scale_j - F_c)`` where the frame F_c is the running max of
 ``log_scale`` over real keys up to and including chunk c. The carried state is rescaled by
@@ -22,9 +26,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from favor.ops.common import augment_values
-from favor.ops.features import Features
-from favor.ops.linear import causal_core
+from favor.ops.common import (
+    KeyTile,
+    augment_values,
+    bmm_add,
+    divide,
+    divide_backward,
+    key_tile,
+    key_tile_backward,
+    tile_rows,
+)
+from favor.ops.features import Kernel
 
 __all__ = ["FavorState", "causal_attention"]
 
@@ -43,42 +55,201 @@ class FavorState:
     length: int = 0
 
 
-def _chunk_frames(log_scale: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
-    """Running max of per-chunk maxima, ``(B, H, N)``, continuing from a starting frame ``(B, H)``."""
-    chunk_max = log_scale.detach().amax(dim=-1)  # (B, H, N)
-    if start is not None:
-        chunk_max = torch.cat([start.detach().unsqueeze(-1), chunk_max], dim=-1)
-        return chunk_max.cummax(dim=-1).values[..., 1:]
-    return chunk_max.cummax(dim=-1).values
-
-
-def _decays(frames: torch.Tensor, initial: FavorState | None) -> torch.Tensor:
-    """``exp(F_{c-1} - F_c) <= 1`` per chunk, ``(B, H, N)``; an empty carried state decays to 0, not NaN."""
-    if initial is None:
-        start = torch.full_like(frames[..., :1], float("-inf"))
-    else:
-        start = initial.frame.to(frames.dtype).unsqueeze(-1)
-    previous = torch.cat([start, frames[..., :-1]], dim=-1)
+def _decays(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """``exp(F_{c-1} - F_c) <= 1`` per chunk, ``(B, H, n)``; an empty carried state decays to 0, not NaN."""
+    previous = torch.cat([start.unsqueeze(-1), frames[..., :-1]], dim=-1)
     return torch.where(torch.isfinite(previous), torch.exp(previous - frames), torch.zeros_like(frames))
 
 
+def _scan_(states: torch.Tensor, decays: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
+    """In place over dim 2: chunk states T become exclusive prefixes ``P_c = a_c E_{c-1}``,
+    with ``E_c = P_c + T_c`` and ``E_{-1} = carried``. Returns the last inclusive state E.
+    """
+    for c in range(states.shape[2]):
+        chunk_state = states[:, :, c].clone()
+        torch.mul(carried, decays[:, :, c, None, None], out=states[:, :, c])
+        carried = states[:, :, c] + chunk_state
+    return carried
+
+
+def _scan_backward_(grad_prefixes: torch.Tensor, running: torch.Tensor, decays: torch.Tensor) -> torch.Tensor:
+    """Reverse of :func:`_scan_`, in place: ``dP`` becomes ``dT``; returns the gradient of ``E_{-1}``.
+
+    ``running`` is the gradient of the last inclusive state: ``dT_c = G_c``, ``G_{c-1} = a_c (dP_c + G_c)``.
+    """
+    for c in range(grad_prefixes.shape[2] - 1, -1, -1):
+        grad_prefix = grad_prefixes[:, :, c].clone()
+        grad_prefixes[:, :, c] = running
+        running = (grad_prefix + running) * decays[:, :, c, None, None]
+    return running
+
+
+def _pad_rows(t: torch.Tensor, pad: int, value: float = 0.0) -> torch.Tensor:
+    """Pad dim 2 (positions) of a ``(B, H, R, ...)`` or ``(B, H, R)`` tensor by ``pad`` rows."""
+    if not pad:
+        return t
+    widths = (0, 0) * (t.dim() - 3) + (0, pad)
+    return F.pad(t, widths, value=value)
+
+
+class _Tile:
+    """One tile's recomputable pieces: features, weights, chunked views, per-chunk prefixes, scores."""
+
+    def __init__(self, kernel, q, k, v, projection, keep, chunk, frames, start_frame, carried):
+        rows = q.shape[2]
+        n = -(-rows // chunk)
+        self.pad = n * chunk - rows
+        self.query = kernel.forward(q, projection)
+        self.keys = key_tile(kernel, k, projection, keep)
+        batch, heads = q.shape[:2]
+        chunked = (batch, heads, n, chunk)
+        log_scale = _pad_rows(self.keys.log_scale, self.pad, float("-inf")).view(chunked)
+        if frames is None:  # forward: running max of chunk maxima, continuing from the carried frame
+            chunk_max = torch.cat([start_frame.unsqueeze(-1), log_scale.amax(dim=-1)], dim=-1)
+            frames = chunk_max.cummax(dim=-1).values[..., 1:]
+        self.frames = frames  # (B, H, n), -inf only where no real key has been seen yet
+        self.decays = _decays(frames, start_frame)
+        self.weights = torch.exp(log_scale - torch.nan_to_num(frames, neginf=0.0).unsqueeze(-1))
+        self.v_aug = augment_values(_pad_rows(v, self.pad).view(*chunked, -1), self.weights)  # (B,H,n,C,D)
+        self.q_c = _pad_rows(self.query.base, self.pad).view(*chunked, -1)  # (B, H, n, C, M)
+        self.k_c = _pad_rows(self.keys.features.base, self.pad).view(*chunked, -1)
+        self.prefixes = self.k_c.transpose(-2, -1) @ self.v_aug  # (B, H, n, M, D)
+        self.final = _scan_(self.prefixes, self.decays, carried)
+        self.future = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu_(1)
+
+    def key_tile(self, rows: int) -> KeyTile:
+        """The tile's keys with weights and augmented values trimmed back to the real rows."""
+        batch, heads = self.weights.shape[:2]
+        self.keys.weights = self.weights.view(batch, heads, -1)[:, :, :rows]
+        self.keys.v_aug = self.v_aug.view(batch, heads, -1, self.v_aug.shape[-1])[:, :, :rows]
+        return self.keys
+
+
+class _Causal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, projection, keep, initial_context, initial_frame, kernel, chunk, rows):
+        batch, heads, length, head_dim = v.shape
+        out = v.new_empty(batch, heads, length, head_dim)
+        safe = v.new_empty(batch, heads, length, 1)
+        passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
+        carried, frame = initial_context, initial_frame
+        tiles, starts, frames = [], [], []
+        for start in range(0, length, rows):
+            end = min(start + rows, length)
+            keep_tile = None if keep is None else keep[..., start:end]
+            starts.append((carried, frame))
+            tile = _Tile(
+                kernel,
+                q[:, :, start:end],
+                k[:, :, start:end],
+                v[:, :, start:end],
+                projection,
+                keep_tile,
+                chunk,
+                None,
+                frame,
+                carried,
+            )
+            scores = (tile.q_c @ tile.k_c.transpose(-2, -1)).masked_fill_(tile.future, 0.0)  # (B, H, n, C, C)
+            out_aug = (tile.q_c @ tile.prefixes).add_(scores @ tile.v_aug)
+            out_aug = out_aug.view(batch, heads, -1, head_dim + 1)[:, :, : end - start]
+            out[:, :, start:end], safe[:, :, start:end], passes[:, :, start:end] = divide(out_aug)
+            carried, frame = tile.final, tile.frames[..., -1]
+            tiles.append((start, end))
+            frames.append(tile.frames)
+        frames = torch.cat(frames, dim=-1)
+        start_contexts = torch.stack([s[0] for s in starts])  # (tiles, B, H, M, D)
+        start_frames = torch.stack([s[1] for s in starts])  # (tiles, B, H)
+        ctx.save_for_backward(
+            q, k, v, projection, keep, out, safe, passes, frames, start_contexts, start_frames
+        )
+        ctx.kernel, ctx.chunk, ctx.tiles = kernel, chunk, tiles
+        ctx.mark_non_differentiable(frame)
+        return out, carried, frame
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad, grad_final, _grad_frame):
+        q, k, v, projection, keep, out, safe, passes, frames, start_contexts, start_frames = ctx.saved_tensors
+        kernel, chunk = ctx.kernel, ctx.chunk
+        batch, heads, _, head_dim = v.shape
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        running = torch.zeros_like(start_contexts[0]) if grad_final is None else grad_final.clone()
+        n_done = frames.shape[-1]
+        for index in range(len(ctx.tiles) - 1, -1, -1):
+            start, end = ctx.tiles[index]
+            rows = slice(start, end)
+            n = -(-(end - start) // chunk)
+            q_tile, k_tile, v_tile = q[:, :, rows], k[:, :, rows], v[:, :, rows]
+            keep_tile = None if keep is None else keep[..., rows]
+            tile = _Tile(
+                kernel,
+                q_tile,
+                k_tile,
+                v_tile,
+                projection,
+                keep_tile,
+                chunk,
+                frames[..., n_done - n : n_done],
+                start_frames[index],
+                start_contexts[index],
+            )
+            n_done -= n
+            grad_aug = divide_backward(
+                grad[:, :, rows], out[:, :, rows], safe[:, :, rows], passes[:, :, rows]
+            )
+            grad_aug = _pad_rows(grad_aug, tile.pad).view(*tile.v_aug.shape)  # (B, H, n, C, D)
+
+            scores_t = (tile.k_c @ tile.q_c.transpose(-2, -1)).masked_fill_(tile.future.T, 0.0)
+            grad_v_aug = scores_t @ grad_aug
+            del scores_t
+            grad_scores = (grad_aug @ tile.v_aug.transpose(-2, -1)).masked_fill_(tile.future, 0.0)
+            grad_q_base = bmm_add(grad_scores @ tile.k_c, grad_aug, tile.prefixes.transpose(-2, -1))
+            grad_k_base = grad_scores.transpose(-2, -1) @ tile.q_c
+            del grad_scores
+            grad_states = tile.q_c.transpose(-2, -1) @ grad_aug  # dP, becomes dT
+            running = _scan_backward_(grad_states, running, tile.decays)
+            bmm_add(grad_k_base, tile.v_aug, grad_states.transpose(-2, -1))
+            bmm_add(grad_v_aug, tile.k_c, grad_states)
+
+            real = end - start
+
+            def unchunk(t: torch.Tensor, real: int = real) -> torch.Tensor:
+                return t.view(batch, heads, -1, t.shape[-1])[:, :, :real]
+
+            grad_q[:, :, rows] = kernel.backward(q_tile, projection, tile.query, unchunk(grad_q_base), None)
+            grad_k[:, :, rows], grad_v[:, :, rows] = key_tile_backward(
+                kernel,
+                k_tile,
+                v_tile,
+                projection,
+                tile.key_tile(real),
+                unchunk(grad_k_base),
+                unchunk(grad_v_aug),
+            )
+        return grad_q, grad_k, grad_v, None, None, running, None, None, None, None
+
+
 def causal_attention(
-    query_base: torch.Tensor,
-    keys: Features,
+    q: torch.Tensor,
+    k: torch.Tensor,
     v: torch.Tensor,
+    projection: torch.Tensor | None,
     keep: torch.Tensor | None,
     *,
+    kernel: Kernel,
     chunk_size: int = 64,
+    tile_size: int | None = None,
     initial: FavorState | None = None,
 ) -> tuple[torch.Tensor, FavorState]:
-    """Chunked causal linear attention.
+    """Chunked causal FAVOR+ attention on raw q, k, v ``(B, H, L, d)``.
 
     Args:
-        query_base: query features ``(B, H, L, M)``.
-        keys: key features; base ``(B, H, L, M)``, log_scale ``(B, H, L)`` or None.
-        v: values ``(B, H, L, d)``.
+        projection: ``(m, d)`` or None (kernels that allow it).
         keep: ``(B, 1, L)`` True at real keys, or None.
+        kernel: the feature map.
         chunk_size: positions per chunk C; any positive value (L need not be a multiple).
+        tile_size: rows per tile, rounded to a multiple of C (default: sized to the cache).
         initial: state from earlier positions (decoding / streaming), or None.
 
     Returns:
@@ -86,37 +257,16 @@ def causal_attention(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    batch, heads, length, _ = v.shape
-    n_chunks = -(-length // chunk_size)
-    pad = n_chunks * chunk_size - length
-
-    log_scale = keys.log_scale if keys.log_scale is not None else v.new_zeros(batch, heads, length)
-    real = torch.ones(batch, 1, length, dtype=torch.bool, device=v.device) if keep is None else keep
-    # Pad positions up to a whole number of chunks; padded keys get weight 0 through `real`.
-    q_base, k_base = query_base, keys.base
-    if pad:
-        q_base, k_base, v = (F.pad(t, (0, 0, 0, pad)) for t in (q_base, k_base, v))
-        log_scale = F.pad(log_scale, (0, pad), value=float("-inf"))
-        real = F.pad(real, (0, pad), value=False)
-    log_scale = log_scale.masked_fill(~real, float("-inf"))
-
-    chunked = (batch, heads, n_chunks, chunk_size)
-    frames = _chunk_frames(log_scale.reshape(chunked), None if initial is None else initial.frame)
-    # Frames are -inf only where no real key has been seen yet; any finite value works there.
-    safe_frames = torch.nan_to_num(frames, neginf=0.0)
-    weights = torch.exp(log_scale.reshape(chunked) - safe_frames.unsqueeze(-1))  # (B, H, N, C)
-
-    q_c = q_base.reshape(*chunked, -1)  # (B, H, N, C, M)
-    k_c = k_base.reshape(*chunked, -1)  # (B, H, N, C, M)
-    v_aug = augment_values(v.reshape(*chunked, -1), weights)  # (B, H, N, C, d+1)
-
+    batch, heads, length, head_dim = v.shape
+    nb_features = kernel.nb_features(projection, head_dim)
+    rows = tile_rows(batch * heads, nb_features, multiple=chunk_size, requested=tile_size)
     if initial is None:
-        carried = v_aug.new_zeros(batch, heads, q_c.shape[-1], v_aug.shape[-1])  # (B, H, M, d+1)
+        context = v.new_zeros(batch, heads, nb_features, head_dim + 1)
+        frame = v.new_full((batch, heads), float("-inf"))
     else:
-        carried = initial.context.to(v_aug.dtype)
-    out, final = causal_core(q_c, k_c, v_aug, _decays(frames, initial).detach(), carried)  # (B, H, N, C, d)
-    out = out.reshape(batch, heads, n_chunks * chunk_size, -1)[:, :, :length]
-
+        context, frame = initial.context.to(v.dtype), initial.frame.to(v.dtype)
+    out, final, last_frame = _Causal.apply(
+        q, k, v, projection, keep, context, frame, kernel, chunk_size, rows
+    )
     consumed = 0 if initial is None else initial.length
-    state = FavorState(context=final, frame=frames[..., -1], length=consumed + length)
-    return out, state
+    return out, FavorState(context=final, frame=last_frame, length=consumed + length)

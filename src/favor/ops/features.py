@@ -16,16 +16,19 @@ Kernels (``x`` is scaled by ``d^-1/4`` first, so that softmax kernels estimate `
     softmax_hyperbolic  exp(-|x|^2/2) [exp(Wx), exp(-Wx)]                   (lower variance)
     softmax_trig        exp(|x|^2/2) [sin(Wx), cos(Wx)]                     (original FAVOR, for comparison)
     relu                relu(Wx) + eps, or relu(x) + eps without projection (generalized attention)
+
+Each kernel also has a hand-written vector-Jacobian product (:meth:`Kernel.backward`), used by the tiled
+attention ops that recompute features in their backward pass instead of storing them. Its plain twin is
+autograd through :meth:`Kernel.forward`; tests compare the two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Features", "KERNELS", "feature_map", "RELU_EPSILON"]
+__all__ = ["Features", "Kernel", "KERNELS", "feature_map", "RELU_EPSILON"]
 
 # Added to ReLU features so that no query sees an all-zero key set (a zero denominator).
 RELU_EPSILON = 1e-3
@@ -56,53 +59,127 @@ def _half_sq_norm(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).sum(-1) * (0.5 * x.shape[-1] ** -0.5)
 
 
-def _exp_features(logits: torch.Tensor, x: torch.Tensor) -> Features:
-    """exp(logits - |x|^2/2) with the per-row max of the logits split off into log_scale."""
-    # The row max is a constant offset (no gradient): base * exp(log_scale) is exactly exp(logits - |x|^2/2).
-    row_max = logits.detach().amax(dim=-1, keepdim=True)
-    # In place on the matmul output (not saved by autograd): one pass instead of two.
-    base = logits.sub_(row_max).exp_()
-    return Features(base=base, log_scale=row_max.squeeze(-1) - _half_sq_norm(x))
+def _add_half_sq_norm_grad(grad_x: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, sign: float) -> None:
+    # d/dx of sign * |x|^2 / (2 sqrt(d)) is sign * x / sqrt(d); accumulated in place.
+    grad_x.add_(x * (grad * (sign * x.shape[-1] ** -0.5)).unsqueeze(-1))
 
 
-def softmax_features(x: torch.Tensor, projection: torch.Tensor) -> Features:
-    """Positive random features for the softmax kernel; ``x`` is ``(B, H, L, d)``, projection ``(m, d)``."""
-    return _exp_features(x @ _scaled_projection(projection, x).T, x)
+class Kernel:
+    """A feature map: ``forward`` builds features; ``backward`` is its vector-Jacobian product.
+
+    ``backward(x, projection, features, grad_base, grad_log_scale)`` returns ``d loss / d x`` given the
+    features ``forward`` returned for the same ``x`` and the gradients of ``base`` and ``log_scale``
+    (``grad_log_scale`` None when the loss does not depend on it, e.g. for queries). Per-row constants
+    such as the stabilizing row max are treated as constants: they cancel from ``base * exp(log_scale)``.
+    ``backward`` may overwrite ``grad_base`` (it is a scratch buffer of the caller's).
+    """
+
+    name: str
+    needs_projection: bool = True
+
+    def nb_features(self, projection: torch.Tensor | None, head_dim: int) -> int:
+        """M, the number of features per row."""
+        return head_dim if projection is None else projection.shape[0]
+
+    def forward(self, x: torch.Tensor, projection: torch.Tensor | None) -> Features:
+        raise NotImplementedError
+
+    def backward(
+        self,
+        x: torch.Tensor,
+        projection: torch.Tensor | None,
+        features: Features,
+        grad_base: torch.Tensor,
+        grad_log_scale: torch.Tensor | None,
+    ) -> torch.Tensor:
+        raise NotImplementedError
 
 
-def softmax_hyperbolic_features(x: torch.Tensor, projection: torch.Tensor) -> Features:
-    """Hyperbolic positive features: the positive map applied to the stacked projection [W; -W]."""
-    w = _scaled_projection(projection, x)
-    return _exp_features(x @ torch.cat([w, -w]).T, x)
+class ExpKernel(Kernel):
+    """Positive features ``exp(Wx - |x|^2/2)`` (``hyperbolic``: with the stacked projection ``[W; -W]``)."""
+
+    def __init__(self, name: str, *, hyperbolic: bool) -> None:
+        self.name, self.hyperbolic = name, hyperbolic
+
+    def nb_features(self, projection: torch.Tensor | None, head_dim: int) -> int:
+        return projection.shape[0] * (2 if self.hyperbolic else 1)
+
+    def _weight(self, projection: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        w = _scaled_projection(projection, x)
+        return torch.cat([w, -w]) if self.hyperbolic else w
+
+    def forward(self, x: torch.Tensor, projection: torch.Tensor | None) -> Features:
+        logits = x @ self._weight(projection, x).T
+        # The row max is a constant offset (no gradient): base * exp(log_scale) is exactly
+        # exp(logits - |x|^2/2). In place on the matmul output (not saved by autograd): one pass, not two.
+        row_max = logits.detach().amax(dim=-1, keepdim=True)
+        base = logits.sub_(row_max).exp_()
+        return Features(base=base, log_scale=row_max.squeeze(-1) - _half_sq_norm(x))
+
+    def backward(self, x, projection, features, grad_base, grad_log_scale):
+        # d base / d logits = base (row max constant); d log_scale / d x = -x / sqrt(d).
+        grad_x = grad_base.mul_(features.base) @ self._weight(projection, x)
+        if grad_log_scale is not None:
+            _add_half_sq_norm_grad(grad_x, x, grad_log_scale, -1.0)
+        return grad_x
 
 
-def softmax_trig_features(x: torch.Tensor, projection: torch.Tensor) -> Features:
-    """Trigonometric features [sin(Wx), cos(Wx)], scale exp(|x|^2/2) (unbounded variance; for comparison)."""
-    wx = x @ _scaled_projection(projection, x).T
-    return Features(base=torch.cat([torch.sin(wx), torch.cos(wx)], dim=-1), log_scale=_half_sq_norm(x))
+class TrigKernel(Kernel):
+    """Trigonometric features ``[sin(Wx), cos(Wx)]``, scale ``exp(|x|^2/2)`` (unbounded variance)."""
+
+    name = "softmax_trig"
+
+    def nb_features(self, projection: torch.Tensor | None, head_dim: int) -> int:
+        return 2 * projection.shape[0]
+
+    def forward(self, x: torch.Tensor, projection: torch.Tensor | None) -> Features:
+        wx = x @ _scaled_projection(projection, x).T
+        return Features(base=torch.cat([torch.sin(wx), torch.cos(wx)], dim=-1), log_scale=_half_sq_norm(x))
+
+    def backward(self, x, projection, features, grad_base, grad_log_scale):
+        half = features.base.shape[-1] // 2
+        sin, cos = features.base[..., :half], features.base[..., half:]
+        grad_wx = grad_base[..., :half] * cos - grad_base[..., half:] * sin
+        grad_x = grad_wx @ _scaled_projection(projection, x)
+        if grad_log_scale is not None:
+            _add_half_sq_norm_grad(grad_x, x, grad_log_scale, 1.0)
+        return grad_x
 
 
-def relu_features(x: torch.Tensor, projection: torch.Tensor | None) -> Features:
-    """Generalized attention with f = ReLU: relu(Wx) + eps, or relu(x) + eps when ``projection`` is None."""
-    pre = x if projection is None else x @ _scaled_projection(projection, x).T
-    return Features(base=torch.relu(pre) + RELU_EPSILON, log_scale=None)
+class ReluKernel(Kernel):
+    """Generalized attention: ``relu(Wx) + eps``, or ``relu(x) + eps`` when ``projection`` is None."""
+
+    name = "relu"
+    needs_projection = False
+
+    def forward(self, x: torch.Tensor, projection: torch.Tensor | None) -> Features:
+        pre = x if projection is None else x @ _scaled_projection(projection, x).T
+        return Features(base=torch.relu(pre) + RELU_EPSILON, log_scale=None)
+
+    def backward(self, x, projection, features, grad_base, grad_log_scale):
+        # relu(pre) > 0 exactly where base > eps (up to pre below eps's rounding, ~1e-10 in float32).
+        grad_pre = grad_base.masked_fill_(features.base <= RELU_EPSILON, 0.0)
+        return grad_pre if projection is None else grad_pre @ _scaled_projection(projection, x)
 
 
-KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor | None], Features]] = {
-    "softmax": softmax_features,
-    "softmax_hyperbolic": softmax_hyperbolic_features,
-    "softmax_trig": softmax_trig_features,
-    "relu": relu_features,
+KERNELS: dict[str, Kernel] = {
+    "softmax": ExpKernel("softmax", hyperbolic=False),
+    "softmax_hyperbolic": ExpKernel("softmax_hyperbolic", hyperbolic=True),
+    "softmax_trig": TrigKernel(),
+    "relu": ReluKernel(),
 }
 
-# Kernels that can run without a projection.
-PROJECTION_FREE = frozenset({"relu"})
+
+def get_kernel(kernel: str, projection: torch.Tensor | None) -> Kernel:
+    """The named kernel, checking that it can run with (or without) the given projection."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {sorted(KERNELS)}")
+    found = KERNELS[kernel]
+    if projection is None and found.needs_projection:
+        raise ValueError(f"kernel {kernel!r} needs a projection (see favor.ops.random_projection)")
+    return found
 
 
 def feature_map(x: torch.Tensor, projection: torch.Tensor | None, *, kernel: str) -> Features:
     """Apply the named kernel's feature map to ``x`` of shape ``(batch, heads, length, head_dim)``."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {sorted(KERNELS)}")
-    if projection is None and kernel not in PROJECTION_FREE:
-        raise ValueError(f"kernel {kernel!r} needs a projection (see favor.ops.random_projection)")
-    return KERNELS[kernel](x, projection)
+    return get_kernel(kernel, projection).forward(x, projection)

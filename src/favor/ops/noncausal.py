@@ -1,47 +1,133 @@
-"""Bidirectional FAVOR+ attention: ``D^-1 Q' (K'^T V)`` in O(L m d) time and O(L (m + d) + m d) memory."""
+"""Bidirectional FAVOR+ attention: ``D^-1 Q' (K'^T V)`` in O(L m d) time and O(L d + m d) memory.
+
+Tiled (see :mod:`favor.ops.common`): the forward pass sweeps the key tiles to build the context
+``K'^T V_aug`` ``(M, d + 1)`` per head, then the query tiles to read it out. The backward pass sweeps the
+query tiles (gradient of the context, query gradients), then the key tiles (key and value gradients),
+recomputing each tile's features. Every step is a matrix product on a tile that sits in cache, and the
+feature maps' gradients are the kernels' hand-written vector-Jacobian products.
+
+Stabilization: a key's weight is ``exp(log_scale_j - c)`` with one ``c`` per (batch, head): the max of
+``log_scale`` over real keys. The sweep keeps a running max and rescales the partial context when it grows
+(as online softmax does), so the result equals using the final max throughout.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from favor.ops.common import augment_values
-from favor.ops.features import Features
-from favor.ops.linear import noncausal_core
+from favor.ops.common import (
+    augment_values,
+    bmm_add,
+    divide,
+    divide_backward,
+    key_tile,
+    key_tile_backward,
+    tile_rows,
+)
+from favor.ops.features import Kernel
+from favor.ops.naive import noncausal_key_weights
 
-__all__ = ["noncausal_attention", "noncausal_key_weights"]
+__all__ = ["noncausal_attention"]
 
 
-def noncausal_key_weights(keys: Features, keep: torch.Tensor | None) -> torch.Tensor:
-    """Per-key weights ``keep_j * exp(log_scale_j - c)`` with one stabilizer ``c`` per (batch, head).
+def _tiles(length: int, rows: int):
+    return [(start, min(start + rows, length)) for start in range(0, length, rows)]
 
-    ``c`` is the max of ``log_scale`` over real keys only, so padding never moves it. Returns ``(B, H, L)``.
-    """
-    base = keys.base
-    if keys.log_scale is None:
-        weights = base.new_ones(base.shape[:-1])
-        return weights if keep is None else weights * keep
-    log_scale = keys.log_scale
-    if keep is not None:
-        log_scale = log_scale.masked_fill(~keep, float("-inf"))
-    # A shared constant cancels in numerator and denominator, so it carries no gradient.
-    stabilizer = log_scale.detach().amax(dim=-1, keepdim=True)
-    stabilizer = torch.nan_to_num(stabilizer, neginf=0.0)  # all keys padded: any finite value will do
-    return torch.exp(log_scale - stabilizer)
+
+def _keep(keep: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
+    return None if keep is None else keep[..., start:end]
+
+
+class _Bidirectional(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, projection, keep, kernel: Kernel, rows: int):
+        batch, heads, length, head_dim = v.shape
+        tiles = _tiles(length, rows)
+        context = None  # (B, H, M, d + 1), relative to the running frame
+        frame = v.new_full((batch, heads, 1), float("-inf"))  # running max of log_scale over real keys
+        for start, end in tiles:
+            tile = key_tile(kernel, k[:, :, start:end], projection, _keep(keep, start, end))
+            new_frame = torch.maximum(frame, tile.log_scale.amax(dim=-1, keepdim=True))
+            if context is not None:
+                # exp(old - new) <= 1; the context is still zero while every key so far was padding.
+                decay = torch.where(torch.isfinite(frame), torch.exp(frame - new_frame), 0.0)
+                context.mul_(decay.unsqueeze(-1))
+            frame = new_frame
+            # -inf only while every key so far is padding; any finite value works there.
+            tile.weigh(v[:, :, start:end], torch.nan_to_num(frame, neginf=0.0))
+            part = tile.features.base.transpose(-2, -1) @ tile.v_aug
+            context = part if context is None else context.add_(part)
+        frame = torch.nan_to_num(frame, neginf=0.0)
+
+        out = v.new_empty(batch, heads, length, head_dim)
+        safe = v.new_empty(batch, heads, length, 1)
+        passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
+        for start, end in tiles:
+            query_base = kernel.forward(q[:, :, start:end], projection).base
+            out[:, :, start:end], safe[:, :, start:end], passes[:, :, start:end] = divide(
+                query_base @ context
+            )
+
+        ctx.save_for_backward(q, k, v, projection, keep, context, frame, out, safe, passes)
+        ctx.kernel, ctx.tiles = kernel, tiles
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        q, k, v, projection, keep, context, frame, out, safe, passes = ctx.saved_tensors
+        kernel = ctx.kernel
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        grad_context = torch.zeros_like(context)
+        for start, end in ctx.tiles:
+            rows = slice(start, end)
+            grad_aug = divide_backward(
+                grad[:, :, rows], out[:, :, rows], safe[:, :, rows], passes[:, :, rows]
+            )
+            q_tile = q[:, :, rows]
+            features = kernel.forward(q_tile, projection)
+            bmm_add(grad_context, features.base.transpose(-2, -1), grad_aug)
+            grad_base = grad_aug @ context.transpose(-2, -1)
+            grad_q[:, :, rows] = kernel.backward(q_tile, projection, features, grad_base, None)
+        for start, end in ctx.tiles:
+            rows = slice(start, end)
+            k_tile, v_tile = k[:, :, rows], v[:, :, rows]
+            tile = key_tile(kernel, k_tile, projection, _keep(keep, start, end))
+            tile.weigh(v_tile, frame)
+            grad_base = tile.v_aug @ grad_context.transpose(-2, -1)
+            grad_v_aug = tile.features.base @ grad_context
+            grad_k[:, :, rows], grad_v[:, :, rows] = key_tile_backward(
+                kernel, k_tile, v_tile, projection, tile, grad_base, grad_v_aug
+            )
+        return grad_q, grad_k, grad_v, None, None, None, None
 
 
 def noncausal_attention(
-    query_base: torch.Tensor, keys: Features, v: torch.Tensor, keep: torch.Tensor | None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    projection: torch.Tensor | None,
+    keep: torch.Tensor | None,
+    *,
+    kernel: Kernel,
+    tile_size: int | None = None,
 ) -> torch.Tensor:
-    """Bidirectional linear attention.
+    """Bidirectional FAVOR+ attention on raw q, k, v ``(B, H, L, d)``.
 
     Args:
-        query_base: query features ``(B, H, L, M)`` (their per-row scale cancels and is not needed).
-        keys: key features, base ``(B, H, L, M)``.
-        v: values ``(B, H, L, d)``.
+        projection: ``(m, d)`` or None (kernels that allow it).
         keep: ``(B, 1, L)`` True at real keys, or None.
+        kernel: the feature map.
+        tile_size: rows per tile (default: sized to the cache).
 
     Returns:
         ``(B, H, L, d)``.
     """
-    v_aug = augment_values(v, noncausal_key_weights(keys, keep))  # (B, H, L, d+1)
-    return noncausal_core(query_base, keys.base, v_aug)  # (B, H, L, d)
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # Tracing records the tile loop for one length; the untiled form keeps the length dynamic (ONNX).
+        keys = kernel.forward(k, projection)
+        v_aug = augment_values(v, noncausal_key_weights(keys, keep))
+        return divide(kernel.forward(q, projection).base @ (keys.base.transpose(-2, -1) @ v_aug))[0]
+    batch, heads = q.shape[:2]
+    rows = tile_rows(batch * heads, kernel.nb_features(projection, q.shape[-1]), requested=tile_size)
+    return _Bidirectional.apply(q, k, v, projection, keep, kernel, rows)

@@ -1,0 +1,119 @@
+"""The tiled fast paths against their plain twins: outputs and gradients, across tile boundaries.
+
+The fast paths recompute features tile by tile in the backward pass with hand-written vector-Jacobian
+products; the twins materialise features (and the attention matrix or prefix sums) and use autograd.
+"""
+
+import pytest
+import torch
+
+from favor.ops import favor_attention, favor_attention_step, random_projection
+from favor.ops.features import KERNELS
+
+KERNEL_NAMES = sorted(KERNELS)
+
+
+def _inputs(length, *, d=8, m=16, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 3, length, d, generator=g, dtype=torch.float64) for _ in range(3))
+    w = random_projection(m, d, generator=g, dtype=torch.float64)
+    return [t.requires_grad_(True) for t in (q * scale, k * scale, v)], w
+
+
+def _outputs_and_grads(q, k, v, w, padding, **kwargs):
+    out = favor_attention(q, k, v, w, key_padding_mask=padding, **kwargs)
+    real = (~padding)[:, None, :, None] if padding is not None else torch.ones(1, 1, 1, 1, dtype=torch.bool)
+    # Only real positions carry meaning; padded query rows are excluded from the loss.
+    loss_weights = torch.linspace(-1.0, 2.0, out.numel(), dtype=out.dtype).view_as(out)
+    torch.where(real, out * loss_weights, 0.0).sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    return torch.where(real, out.detach(), 0.0), grads
+
+
+def _assert_twins_agree(q, k, v, w, padding, **kwargs):
+    fast = _outputs_and_grads(q, k, v, w, padding, mode="fast", **kwargs)
+    naive = _outputs_and_grads(q, k, v, w, padding, mode="naive", **kwargs)
+    torch.testing.assert_close(fast[0], naive[0], rtol=1e-9, atol=1e-9)
+    for got, want, name in zip(fast[1], naive[1], "qkv", strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-8, msg=lambda m, n=name: f"grad {n}: {m}")
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+@pytest.mark.parametrize("tile", [1, 5, 16, None])
+def test_bidirectional_tiles_match_naive(kernel, tile):
+    (q, k, v), w = _inputs(37)
+    padding = torch.zeros(2, 37, dtype=torch.bool)
+    padding[1, 25:] = True
+    _assert_twins_agree(q, k, v, w, padding, kernel=kernel, tile_size=tile)
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+@pytest.mark.parametrize("chunk,tile", [(4, 4), (4, 12), (5, 7), (8, None), (3, 100)])
+def test_causal_tiles_match_naive(kernel, chunk, tile):
+    (q, k, v), w = _inputs(37)
+    padding = torch.zeros(2, 37, dtype=torch.bool)
+    padding[1, 25:] = True
+    _assert_twins_agree(q, k, v, w, padding, kernel=kernel, causal=True, chunk_size=chunk, tile_size=tile)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_leading_padding_and_large_norm_keys(causal):
+    # Whole tiles of padding first, then real keys whose log-scales are far below zero (|k| large):
+    # the running frame must start from the first real key, not from a placeholder value.
+    (q, k, v), w = _inputs(30, scale=6.0)
+    padding = torch.zeros(2, 30, dtype=torch.bool)
+    padding[:, :13] = True
+    _assert_twins_agree(q, k, v, w, padding, causal=causal, chunk_size=4, tile_size=4)
+
+
+def test_gradients_flow_through_carried_state():
+    # Two steps of favor_attention_step with grad: step 2's outputs depend on step 1's inputs only
+    # through the carried state (the final context of one call is the initial context of the next).
+    (q, k, v), w = _inputs(13, d=4, m=8)
+
+    def two_steps(q, k, v):
+        first, state = favor_attention_step(q[:, :, :6], k[:, :, :6], v[:, :, :6], w, None, chunk_size=4)
+        second, _ = favor_attention_step(q[:, :, 6:], k[:, :, 6:], v[:, :, 6:], w, state, chunk_size=4)
+        return torch.cat([first, second], dim=2)
+
+    full = favor_attention(q, k, v, w, causal=True, chunk_size=4)
+    torch.testing.assert_close(two_steps(q, k, v), full, rtol=1e-10, atol=1e-10)
+    assert torch.autograd.gradcheck(two_steps, (q, k, v))
+
+
+@pytest.mark.parametrize(
+    "kernel,with_projection", [(name, True) for name in KERNEL_NAMES] + [("relu", False)]
+)
+def test_kernel_backward_matches_autograd(kernel, with_projection):
+    feature_kernel = KERNELS[kernel]
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = random_projection(16, 8, generator=g, dtype=torch.float64) if with_projection else None
+    features = feature_kernel.forward(x, w)
+    grad_base = torch.randn(features.base.shape, generator=g, dtype=torch.float64)
+    grad_scale = None if features.log_scale is None else torch.randn(x.shape[:-1], generator=g, dtype=x.dtype)
+    # Autograd twin. The row max inside the exp kernels is detached, as in the hand-written product.
+    loss = (features.base * grad_base).sum()
+    if grad_scale is not None:
+        loss = loss + (features.log_scale * grad_scale).sum()
+    (want,) = torch.autograd.grad(loss, x)
+    with torch.no_grad():
+        got = feature_kernel.backward(x, w, feature_kernel.forward(x, w), grad_base.clone(), grad_scale)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_fast_path_refuses_a_trainable_projection():
+    (q, k, v), w = _inputs(5)
+    with pytest.raises(ValueError, match="projection"):
+        favor_attention(q, k, v, w.requires_grad_(True))
+    out = favor_attention(q, k, v, w, mode="naive")
+    out.sum().backward()
+    assert w.grad is not None and torch.isfinite(w.grad).all()
+
+
+def test_bad_tile_size_is_an_error():
+    (q, k, v), w = _inputs(5)
+    with pytest.raises(ValueError, match="tile_size"):
+        favor_attention(q, k, v, w, tile_size=0)
