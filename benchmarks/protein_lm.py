@@ -5,8 +5,12 @@ single proteins cropped to L=1,024, then `favor evaluate` scores it on the test 
 masks. Prints a markdown table: backbone, parameters, steps, tokens/s, test masked accuracy, perplexity and
 the unigram baseline on the same masks.
 
+With --concatenated the proteins are joined with separators and cut into windows of --window tokens (the
+paper's long-context setting, default 8,192), for training and for the test score.
+
     python benchmarks/protein_lm.py --minutes 20 --out runs/protein_lm     # the BENCHMARKS.md table
-    python benchmarks/protein_lm.py --minutes 2 --variants performer lstm   # a quick look
+    python benchmarks/protein_lm.py --minutes 2 --variants performer-softmax lstm   # a quick look
+    python benchmarks/protein_lm.py --minutes 15 --concatenated --variants performer-softmax transformer
 
 Needs ../shared/data/proteins (or --data-root).
 """
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training wall-clock per variant")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--test-batches", type=int, default=50, help="test batches scored per variant")
+    parser.add_argument("--concatenated", action="store_true", help="concatenated proteins in windows")
+    parser.add_argument("--window", type=int, default=8192, help="window length with --concatenated")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
     args = parser.parse_args(argv)
     train, valid, test = (args.data_root / f"{split}.fasta.gz" for split in ("train", "valid", "test"))
@@ -55,10 +62,20 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"missing {path}: pass --data-root pointing at the shared proteins folder")
 
     favor = [sys.executable, "-m", "favor.cli"]
+    setting = []
+    if args.concatenated:
+        setting = [
+            "data.mode=concatenated",
+            f"data.max_length={args.window}",
+            f"model.max_length={args.window}",
+            f"data.max_tokens={args.window}",
+        ]
+    if args.threads is not None:
+        setting.append(f"train.cpu_threads={args.threads}")
     rows = []
     for name in args.variants:
         run_dir = args.out / name
-        overrides = [f"--set={o}" for o in VARIANTS[name] + args.overrides]
+        overrides = [f"--set={o}" for o in VARIANTS[name] + setting + args.overrides]
         run(
             favor
             + [
@@ -88,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--json",
                     "--max-batches",
                     str(args.test_batches),
+                    *(["--concatenated"] if args.concatenated else []),
                 ]
             )
         )
@@ -97,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
 
-    print(f"\n# {date.today()}, {args.minutes:g} min per variant, config {args.config.name}")
+    setting = f"concatenated windows of {args.window}" if args.concatenated else "single proteins"
+    print(f"\n# {date.today()}, {args.minutes:g} min per variant, config {args.config.name}, {setting}")
     print(
         "| model | parameters | steps | tokens/s | test accuracy | test perplexity | unigram accuracy / "
         "perplexity | masked tokens |"

@@ -11,6 +11,7 @@ from favor.evaluate.approximation import (
     exact_reference,
     favor_attention_matrix,
     gaussian_qkv,
+    model_qkv,
     softmax_attention_matrix,
     sweep,
 )
@@ -106,3 +107,28 @@ def test_hyperbolic_and_trig_draw_half_the_rows_for_the_same_feature_count(moder
         approximation_error(q, k, v, nb_features=1, variant="hyperbolic-iid", draws=1)
     with pytest.raises(ValueError, match="draws"):
         approximation_error(q, k, v, nb_features=8, draws=0)
+
+
+def test_model_qkv_are_the_layers_own_queries_keys_values():
+    from favor.models import ModelConfig, SequenceModel
+
+    config = ModelConfig(
+        vocab_size=33, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_length=64, backbone="transformer"
+    )
+    model = SequenceModel(config).eval()
+    ids = torch.randint(5, 25, (1, 40), generator=torch.Generator().manual_seed(0))
+    q, k, v = model_qkv(model, ids, layer=-1)
+    assert q.shape == k.shape == v.shape == (1, 4, 40, 8) and q.dtype == torch.float64
+    # Exact attention of the captured q, k, v, merged and projected, is the layer's output.
+    attention = model.backbone.blocks[-1].attention
+    outputs = []
+    hook = attention.register_forward_hook(lambda module, args, out: outputs.append(out))
+    with torch.no_grad():
+        model(ids)
+    hook.remove()
+    from favor.ops import softmax_attention
+
+    merged = attention._merge_heads(softmax_attention(q, k, v).float())
+    torch.testing.assert_close(merged, outputs[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="out of range"):
+        model_qkv(model, ids, layer=2)

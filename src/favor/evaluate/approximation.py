@@ -34,6 +34,7 @@ __all__ = [
     "exact_reference",
     "favor_attention_matrix",
     "gaussian_qkv",
+    "model_qkv",
     "softmax_attention_matrix",
     "sweep",
 ]
@@ -109,6 +110,41 @@ def gaussian_qkv(
     shape = (1, 1, length, head_dim)
     q, k, v = (torch.randn(shape, generator=generator, dtype=torch.float64) for _ in range(3))
     return (q * std).to(dtype), (k * std).to(dtype), v.to(dtype)
+
+
+@torch.inference_mode()
+def model_qkv(
+    model: torch.nn.Module, ids: torch.Tensor, *, layer: int, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The queries, keys and values one attention layer of a trained model computes for ``ids``.
+
+    Args:
+        model: a `favor.models.SequenceModel` whose backbone has attention blocks (performer, transformer).
+        ids: token ids ``(batch, length)``.
+        layer: block index (negative counts from the end).
+        dtype: returned dtype (float64: measure the estimator, not rounding).
+
+    Returns:
+        q, k, v ``(batch, heads, length, head_dim)`` as the layer's attention sees them (after the
+        input projection and rotary positions, before any feature map).
+    """
+    blocks = getattr(model.backbone, "blocks", None)
+    if blocks is None or not hasattr(blocks[0], "attention"):
+        raise ValueError(f"backbone {model.config.backbone!r} has no attention layers")
+    if not -len(blocks) <= layer < len(blocks):
+        raise ValueError(f"layer {layer} is out of range for {len(blocks)} blocks")
+    attention = blocks[layer].attention
+    captured: list[torch.Tensor] = []
+    hook = attention.register_forward_hook(lambda module, args, out: captured.append(args[0]))
+    was_training = model.training
+    try:
+        model.eval()
+        model(ids)
+    finally:
+        hook.remove()
+        model.train(was_training)
+    q, k, v = attention._split_heads(captured[0])
+    return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
 def softmax_attention_matrix(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
