@@ -117,3 +117,20 @@ def test_bad_tile_size_is_an_error():
     (q, k, v), w = _inputs(5)
     with pytest.raises(ValueError, match="tile_size"):
         favor_attention(q, k, v, w, tile_size=0)
+
+
+def test_tile_rows_budget_follows_threads_and_device():
+    from favor.ops.common import CUDA_TILE_ELEMENTS, TILE_ELEMENTS, tile_rows
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = tile_rows(8, 256)
+        torch.set_num_threads(2)
+        two = tile_rows(8, 256)
+    finally:
+        torch.set_num_threads(previous)
+    assert one == TILE_ELEMENTS // (8 * 256) and two == 2 * one
+    assert tile_rows(8, 256, device=torch.device("cuda")) == CUDA_TILE_ELEMENTS // (8 * 256)
+    assert tile_rows(8, 256, multiple=64, requested=100) == 64  # rounded down to whole chunks
+    assert tile_rows(8, 1 << 20, multiple=64) == 64  # never below one chunk

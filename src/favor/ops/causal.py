@@ -259,7 +259,7 @@ def causal_attention(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     batch, heads, length, head_dim = v.shape
     nb_features = kernel.nb_features(projection, head_dim)
-    rows = tile_rows(batch * heads, nb_features, multiple=chunk_size, requested=tile_size)
+    rows = tile_rows(batch * heads, nb_features, multiple=chunk_size, requested=tile_size, device=v.device)
     if initial is None:
         context = v.new_zeros(batch, heads, nb_features, head_dim + 1)
         frame = v.new_full((batch, heads), float("-inf"))

@@ -24,8 +24,11 @@ from favor.ops.features import Features, Kernel
 
 __all__ = ["augment_values", "keep_mask", "tile_rows"]
 
-# Elements of one (batch * heads, rows, features) tile: 2 MiB of float32, about one core's L2 cache.
+# Elements of one (batch * heads, rows, features) tile per CPU thread: 2 MiB of float32, about one core's
+# L2 cache (each thread works on its share of the tile). On CUDA tiles are only there to bound memory, and
+# large ones keep the kernel-launch count low.
 TILE_ELEMENTS = 1 << 19
+CUDA_TILE_ELEMENTS = 1 << 25
 
 
 def keep_mask(key_padding_mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -49,11 +52,27 @@ def augment_values(v: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.cat([v * w, w], dim=-1)
 
 
-def tile_rows(batch_heads: int, nb_features: int, *, multiple: int = 1, requested: int | None = None) -> int:
-    """Rows per tile (``requested``, or what fits ``TILE_ELEMENTS``), a positive multiple of ``multiple``."""
+def tile_rows(
+    batch_heads: int,
+    nb_features: int,
+    *,
+    multiple: int = 1,
+    requested: int | None = None,
+    device: torch.device | None = None,
+) -> int:
+    """Rows per tile, a positive multiple of ``multiple``: ``requested``, or what fits the budget.
+
+    The budget is ``TILE_ELEMENTS`` per torch thread on CPU, up to two threads (measured at L=16K: 512-row
+    tiles beat 256-row ones by 2-4% with two threads and lose by 15% with one), and ``CUDA_TILE_ELEMENTS``
+    on CUDA.
+    """
     if requested is not None and requested < 1:
         raise ValueError(f"tile_size must be positive, got {requested}")
-    rows = requested or TILE_ELEMENTS // max(batch_heads * nb_features, 1)
+    if device is not None and device.type == "cuda":
+        budget = CUDA_TILE_ELEMENTS
+    else:
+        budget = TILE_ELEMENTS * min(torch.get_num_threads(), 2)
+    rows = requested or budget // max(batch_heads * nb_features, 1)
     return max(multiple, rows // multiple * multiple)
 
 

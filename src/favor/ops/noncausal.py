@@ -129,5 +129,6 @@ def noncausal_attention(
         v_aug = augment_values(v, noncausal_key_weights(keys, keep))
         return divide(kernel.forward(q, projection).base @ (keys.base.transpose(-2, -1) @ v_aug))[0]
     batch, heads = q.shape[:2]
-    rows = tile_rows(batch * heads, kernel.nb_features(projection, q.shape[-1]), requested=tile_size)
+    nb_features = kernel.nb_features(projection, q.shape[-1])
+    rows = tile_rows(batch * heads, nb_features, requested=tile_size, device=q.device)
     return _Bidirectional.apply(q, k, v, projection, keep, kernel, rows)
