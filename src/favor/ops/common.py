@@ -77,6 +77,24 @@ def tile_rows(
     return max(multiple, rows // multiple * multiple)
 
 
+class Scratch:
+    """A reusable buffer for the tile sweeps: each tile's features (or states) live one iteration.
+
+    A fresh tensor costs a page fault per 4 KiB on first touch, as much as the product that fills it at
+    these sizes; one buffer per sweep, reused by every tile, pays that once.
+    """
+
+    def __init__(self, like: torch.Tensor, numel: int) -> None:
+        self.buffer = like.new_empty(numel)
+
+    def take(self, *shape: int) -> torch.Tensor:
+        """A contiguous view of the buffer with this shape."""
+        count = 1
+        for size in shape:
+            count *= size
+        return self.buffer[:count].view(shape)
+
+
 def divide(out_aug: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split ``(..., d + 1)`` into numerator / guarded denominator.
 
@@ -127,10 +145,17 @@ class KeyTile:
 
 
 def key_tile(
-    kernel: Kernel, k: torch.Tensor, projection: torch.Tensor | None, keep: torch.Tensor | None
+    kernel: Kernel,
+    k: torch.Tensor,
+    projection: torch.Tensor | None,
+    keep: torch.Tensor | None,
+    out: torch.Tensor | None = None,
 ) -> KeyTile:
-    """Key features for a tile ``k`` ``(B, H, R, d)``; ``keep`` ``(B, 1, R)`` True at real keys, or None."""
-    features = kernel.forward(k, projection)
+    """Key features for a tile ``k`` ``(B, H, R, d)``; ``keep`` ``(B, 1, R)`` True at real keys, or None.
+
+    ``out``: optional scratch for the features (see :class:`Scratch`).
+    """
+    features = kernel.forward(k, projection, out)
     log_scale = features.log_scale if features.log_scale is not None else k.new_zeros(k.shape[:-1])
     if keep is not None:
         log_scale = log_scale.masked_fill(~keep, float("-inf"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from favor.ops.common import (
+    Scratch,
     augment_values,
     bmm_add,
     divide,
@@ -45,8 +46,17 @@ class _Bidirectional(torch.autograd.Function):
         tiles = _tiles(length, rows)
         context = None  # (B, H, M, d + 1), relative to the running frame
         frame = v.new_full((batch, heads, 1), float("-inf"))  # running max of log_scale over real keys
+        nb_features = kernel.nb_features(projection, head_dim)
+        scratch = Scratch(v, batch * heads * rows * nb_features)
         for start, end in tiles:
-            tile = key_tile(kernel, k[:, :, start:end], projection, _keep(keep, start, end))
+            k_tile = k[:, :, start:end]
+            tile = key_tile(
+                kernel,
+                k_tile,
+                projection,
+                _keep(keep, start, end),
+                scratch.take(*k_tile.shape[:-1], nb_features),
+            )
             new_frame = torch.maximum(frame, tile.log_scale.amax(dim=-1, keepdim=True))
             if context is not None:
                 # exp(old - new) <= 1; the context is still zero while every key so far was padding.
@@ -63,13 +73,16 @@ class _Bidirectional(torch.autograd.Function):
         safe = v.new_empty(batch, heads, length, 1)
         passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
         for start, end in tiles:
-            query_base = kernel.forward(q[:, :, start:end], projection).base
+            q_tile = q[:, :, start:end]
+            query_base = kernel.forward(
+                q_tile, projection, scratch.take(*q_tile.shape[:-1], nb_features)
+            ).base
             out[:, :, start:end], safe[:, :, start:end], passes[:, :, start:end] = divide(
                 query_base @ context
             )
 
         ctx.save_for_backward(q, k, v, projection, keep, context, frame, out, safe, passes)
-        ctx.kernel, ctx.tiles = kernel, tiles
+        ctx.kernel, ctx.tiles, ctx.rows = kernel, tiles, rows
         return out
 
     @staticmethod
@@ -79,22 +92,38 @@ class _Bidirectional(torch.autograd.Function):
         kernel = ctx.kernel
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         grad_context = torch.zeros_like(context)
+        batch, heads, _, head_dim = v.shape
+        nb_features = kernel.nb_features(projection, head_dim)
+        scratch = Scratch(v, batch * heads * ctx.rows * nb_features)
+        grad_scratch = Scratch(v, batch * heads * ctx.rows * nb_features)
         for start, end in ctx.tiles:
             rows = slice(start, end)
             grad_aug = divide_backward(
                 grad[:, :, rows], out[:, :, rows], safe[:, :, rows], passes[:, :, rows]
             )
             q_tile = q[:, :, rows]
-            features = kernel.forward(q_tile, projection)
+            features = kernel.forward(q_tile, projection, scratch.take(*q_tile.shape[:-1], nb_features))
             bmm_add(grad_context, features.base.transpose(-2, -1), grad_aug)
-            grad_base = grad_aug @ context.transpose(-2, -1)
+            grad_base = torch.matmul(
+                grad_aug, context.transpose(-2, -1), out=grad_scratch.take(*q_tile.shape[:-1], nb_features)
+            )
             grad_q[:, :, rows] = kernel.backward(q_tile, projection, features, grad_base, None)
         for start, end in ctx.tiles:
             rows = slice(start, end)
             k_tile, v_tile = k[:, :, rows], v[:, :, rows]
-            tile = key_tile(kernel, k_tile, projection, _keep(keep, start, end))
+            tile = key_tile(
+                kernel,
+                k_tile,
+                projection,
+                _keep(keep, start, end),
+                scratch.take(*k_tile.shape[:-1], nb_features),
+            )
             tile.weigh(v_tile, frame)
-            grad_base = tile.v_aug @ grad_context.transpose(-2, -1)
+            grad_base = torch.matmul(
+                tile.v_aug,
+                grad_context.transpose(-2, -1),
+                out=grad_scratch.take(*k_tile.shape[:-1], nb_features),
+            )
             grad_v_aug = tile.features.base @ grad_context
             grad_k[:, :, rows], grad_v[:, :, rows] = key_tile_backward(
                 kernel, k_tile, v_tile, projection, tile, grad_base, grad_v_aug
