@@ -39,6 +39,11 @@ def _keep(keep: torch.Tensor | None, start: int, end: int) -> torch.Tensor | Non
     return None if keep is None else keep[..., start:end]
 
 
+def _key_tile(kernel: Kernel, k, projection, keep, start: int, end: int, out: torch.Tensor):
+    """The key tile ``start:end`` with its features written into ``out`` (a scratch view)."""
+    return key_tile(kernel, k[:, :, start:end], projection, _keep(keep, start, end), out)
+
+
 class _Bidirectional(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, projection, keep, kernel: Kernel, rows: int):
@@ -49,13 +54,8 @@ class _Bidirectional(torch.autograd.Function):
         nb_features = kernel.nb_features(projection, head_dim)
         scratch = Scratch(v, batch * heads * rows * nb_features)
         for start, end in tiles:
-            k_tile = k[:, :, start:end]
-            tile = key_tile(
-                kernel,
-                k_tile,
-                projection,
-                _keep(keep, start, end),
-                scratch.take(*k_tile.shape[:-1], nb_features),
+            tile = _key_tile(
+                kernel, k, projection, keep, start, end, scratch.take(*k.shape[:2], end - start, nb_features)
             )
             new_frame = torch.maximum(frame, tile.log_scale.amax(dim=-1, keepdim=True))
             if context is not None:
@@ -111,12 +111,8 @@ class _Bidirectional(torch.autograd.Function):
         for start, end in ctx.tiles:
             rows = slice(start, end)
             k_tile, v_tile = k[:, :, rows], v[:, :, rows]
-            tile = key_tile(
-                kernel,
-                k_tile,
-                projection,
-                _keep(keep, start, end),
-                scratch.take(*k_tile.shape[:-1], nb_features),
+            tile = _key_tile(
+                kernel, k, projection, keep, start, end, scratch.take(*k.shape[:2], end - start, nb_features)
             )
             tile.weigh(v_tile, frame)
             grad_base = torch.matmul(
