@@ -96,14 +96,13 @@ def _pad_rows(t: torch.Tensor, pad: int, value: float = 0.0) -> torch.Tensor:
 class _Tile:
     """One tile's recomputable pieces: features, weights, chunked views, per-chunk prefixes, scores."""
 
-    def __init__(self, kernel, q, k, v, projection, keep, chunk, frames, start_frame, carried, scratch):
+    def __init__(self, kernel, q, k, v, projection, keep, chunk, frames, start_frame, carried, buffers):
         rows = q.shape[2]
         n = -(-rows // chunk)
         self.pad = n * chunk - rows
-        query_scratch, key_scratch, state_scratch = scratch
         nb_features = kernel.nb_features(projection, q.shape[-1])
-        self.query = kernel.forward(q, projection, query_scratch.take(*q.shape[:-1], nb_features))
-        self.keys = key_tile(kernel, k, projection, keep, key_scratch.take(*k.shape[:-1], nb_features))
+        self.query = kernel.forward(q, projection, buffers.query.take(*q.shape[:-1], nb_features))
+        self.keys = key_tile(kernel, k, projection, keep, buffers.keys.take(*k.shape[:-1], nb_features))
         batch, heads = q.shape[:2]
         chunked = (batch, heads, n, chunk)
         log_scale = _pad_rows(self.keys.log_scale, self.pad, float("-inf")).view(chunked)
@@ -116,7 +115,7 @@ class _Tile:
         self.v_aug = augment_values(_pad_rows(v, self.pad).view(*chunked, -1), self.weights)  # (B,H,n,C,D)
         self.q_c = _pad_rows(self.query.base, self.pad).view(*chunked, -1)  # (B, H, n, C, M)
         self.k_c = _pad_rows(self.keys.features.base, self.pad).view(*chunked, -1)
-        prefixes = state_scratch.take(*chunked[:3], nb_features, self.v_aug.shape[-1])
+        prefixes = buffers.states.take(*chunked[:3], nb_features, self.v_aug.shape[-1])
         self.prefixes = torch.matmul(self.k_c.transpose(-2, -1), self.v_aug, out=prefixes)  # (B, H, n, M, D)
         self.final = _scan_(self.prefixes, self.decays, carried)
         self.future = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu_(1)
@@ -129,14 +128,29 @@ class _Tile:
         return self.keys
 
 
-def _scratch(v: torch.Tensor, projection, kernel: Kernel, rows: int, chunk: int) -> tuple[Scratch, ...]:
-    """Reusable buffers for one sweep: query features, key features, per-chunk states, state gradients,
-    query and key feature gradients."""
-    batch, heads, _, head_dim = v.shape
-    nb_features = kernel.nb_features(projection, head_dim)
-    features = batch * heads * rows * nb_features
-    states = batch * heads * -(-rows // chunk) * nb_features * (head_dim + 1)
-    return tuple(Scratch(v, size) for size in (features, features, states, states, features, features))
+@dataclass
+class _Buffers:
+    """Reusable buffers for one sweep over the tiles (each holds one tile's tensor at a time).
+
+    query, keys, states: the tile's query features, key features and per-chunk states (both passes);
+    grad_query, grad_keys, grad_states: their gradients (backward pass only, else None).
+    """
+
+    query: Scratch
+    keys: Scratch
+    states: Scratch
+    grad_query: Scratch | None = None
+    grad_keys: Scratch | None = None
+    grad_states: Scratch | None = None
+
+    @classmethod
+    def allocate(cls, v, projection, kernel: Kernel, rows: int, chunk: int, *, backward: bool) -> _Buffers:
+        batch, heads, _, head_dim = v.shape
+        nb_features = kernel.nb_features(projection, head_dim)
+        features = batch * heads * rows * nb_features
+        states = batch * heads * -(-rows // chunk) * nb_features * (head_dim + 1)
+        sizes = (features, features, states) + ((features, features, states) if backward else ())
+        return cls(*(Scratch(v, size) for size in sizes))
 
 
 class _Causal(torch.autograd.Function):
@@ -148,7 +162,7 @@ class _Causal(torch.autograd.Function):
         passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
         carried, frame = initial_context, initial_frame
         tiles, starts, frames = [], [], []
-        scratch = _scratch(v, projection, kernel, rows, chunk)
+        buffers = _Buffers.allocate(v, projection, kernel, rows, chunk, backward=False)
         for start in range(0, length, rows):
             end = min(start + rows, length)
             keep_tile = None if keep is None else keep[..., start:end]
@@ -164,7 +178,7 @@ class _Causal(torch.autograd.Function):
                 None,
                 frame,
                 carried,
-                scratch[:3],
+                buffers,
             )
             scores = (tile.q_c @ tile.k_c.transpose(-2, -1)).masked_fill_(tile.future, 0.0)  # (B, H, n, C, C)
             out_aug = (tile.q_c @ tile.prefixes).add_(scores @ tile.v_aug)
@@ -192,7 +206,7 @@ class _Causal(torch.autograd.Function):
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         running = torch.zeros_like(start_contexts[0]) if grad_final is None else grad_final.clone()
         n_done = frames.shape[-1]
-        scratch = _scratch(v, projection, kernel, ctx.rows, chunk)
+        buffers = _Buffers.allocate(v, projection, kernel, ctx.rows, chunk, backward=True)
         for index in range(len(ctx.tiles) - 1, -1, -1):
             start, end = ctx.tiles[index]
             rows = slice(start, end)
@@ -210,7 +224,7 @@ class _Causal(torch.autograd.Function):
                 frames[..., n_done - n : n_done],
                 start_frames[index],
                 start_contexts[index],
-                scratch[:3],
+                buffers,
             )
             n_done -= n
             grad_aug = divide_backward(
@@ -222,14 +236,14 @@ class _Causal(torch.autograd.Function):
             grad_v_aug = scores_t @ grad_aug
             del scores_t
             grad_scores = (grad_aug @ tile.v_aug.transpose(-2, -1)).masked_fill_(tile.future, 0.0)
-            grad_q_base = torch.matmul(grad_scores, tile.k_c, out=scratch[4].take(*tile.q_c.shape))
+            grad_q_base = torch.matmul(grad_scores, tile.k_c, out=buffers.grad_query.take(*tile.q_c.shape))
             bmm_add(grad_q_base, grad_aug, tile.prefixes.transpose(-2, -1))
             grad_k_base = torch.matmul(
-                grad_scores.transpose(-2, -1), tile.q_c, out=scratch[5].take(*tile.k_c.shape)
+                grad_scores.transpose(-2, -1), tile.q_c, out=buffers.grad_keys.take(*tile.k_c.shape)
             )
             del grad_scores
             grad_states = torch.matmul(  # dP, becomes dT
-                tile.q_c.transpose(-2, -1), grad_aug, out=scratch[3].take(*tile.prefixes.shape)
+                tile.q_c.transpose(-2, -1), grad_aug, out=buffers.grad_states.take(*tile.prefixes.shape)
             )
             running = _scan_backward_(grad_states, running, tile.decays)
             bmm_add(grad_k_base, tile.v_aug, grad_states.transpose(-2, -1))

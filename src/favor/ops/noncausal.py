@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from favor.ops.common import (
+    KeyTile,
     Scratch,
     augment_values,
     bmm_add,
@@ -39,9 +40,13 @@ def _keep(keep: torch.Tensor | None, start: int, end: int) -> torch.Tensor | Non
     return None if keep is None else keep[..., start:end]
 
 
-def _key_tile(kernel: Kernel, k, projection, keep, start: int, end: int, out: torch.Tensor):
-    """The key tile ``start:end`` with its features written into ``out`` (a scratch view)."""
-    return key_tile(kernel, k[:, :, start:end], projection, _keep(keep, start, end), out)
+def _key_tile(
+    kernel: Kernel, k, projection, keep, start: int, end: int, scratch: Scratch, nb_features: int
+) -> tuple[torch.Tensor, KeyTile]:
+    """Keys ``start:end`` and their :class:`KeyTile`, with the features written into ``scratch``."""
+    k_tile = k[:, :, start:end]
+    out = scratch.take(*k_tile.shape[:-1], nb_features)
+    return k_tile, key_tile(kernel, k_tile, projection, _keep(keep, start, end), out)
 
 
 class _Bidirectional(torch.autograd.Function):
@@ -54,9 +59,7 @@ class _Bidirectional(torch.autograd.Function):
         nb_features = kernel.nb_features(projection, head_dim)
         scratch = Scratch(v, batch * heads * rows * nb_features)
         for start, end in tiles:
-            tile = _key_tile(
-                kernel, k, projection, keep, start, end, scratch.take(*k.shape[:2], end - start, nb_features)
-            )
+            _, tile = _key_tile(kernel, k, projection, keep, start, end, scratch, nb_features)
             new_frame = torch.maximum(frame, tile.log_scale.amax(dim=-1, keepdim=True))
             if context is not None:
                 # exp(old - new) <= 1; the context is still zero while every key so far was padding.
@@ -110,10 +113,8 @@ class _Bidirectional(torch.autograd.Function):
             grad_q[:, :, rows] = kernel.backward(q_tile, projection, features, grad_base, None)
         for start, end in ctx.tiles:
             rows = slice(start, end)
-            k_tile, v_tile = k[:, :, rows], v[:, :, rows]
-            tile = _key_tile(
-                kernel, k, projection, keep, start, end, scratch.take(*k.shape[:2], end - start, nb_features)
-            )
+            k_tile, tile = _key_tile(kernel, k, projection, keep, start, end, scratch, nb_features)
+            v_tile = v[:, :, rows]
             tile.weigh(v_tile, frame)
             grad_base = torch.matmul(
                 tile.v_aug,
