@@ -134,3 +134,90 @@ def test_tile_rows_budget_follows_threads_and_device():
     assert tile_rows(8, 256, device=torch.device("cuda")) == CUDA_TILE_ELEMENTS // (8 * 256)
     assert tile_rows(8, 256, multiple=64, requested=100) == 64  # rounded down to whole chunks
     assert tile_rows(8, 1 << 20, multiple=64) == 64  # never below one chunk
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_feature_offset_and_scale_options_keep_the_features(kernel):
+    # The backward passes recompute features with the forward's offsets; queries skip log_scale.
+    feature_kernel = KERNELS[kernel]
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 9, 8, generator=g) * 3
+    w = random_projection(16, 8, generator=g)
+    first = feature_kernel.forward(x, w)
+    assert (first.offset is not None) == feature_kernel.has_offset
+    again = feature_kernel.forward(x, w, offset=first.offset)
+    torch.testing.assert_close(again.base, first.base, rtol=0, atol=0)
+    if first.log_scale is not None:
+        torch.testing.assert_close(again.log_scale, first.log_scale, rtol=0, atol=0)
+    query = feature_kernel.forward(x, w, scale=False)
+    assert query.log_scale is None
+    torch.testing.assert_close(query.base, first.base, rtol=0, atol=0)
+
+
+def test_workspace_roles_are_separate_and_reused():
+    from favor.ops.common import Workspace
+
+    ws = Workspace(torch.empty(0))
+    a = ws.take("a", 4, 8).fill_(1.0)
+    b = ws.take("b", 4, 8).fill_(2.0)
+    assert a.data_ptr() != b.data_ptr() and bool((a == 1).all())
+    again = ws.take("a", 2, 8)  # a smaller tile reuses the role's buffer
+    assert again.data_ptr() == a.data_ptr() and again.is_contiguous()
+    grown = ws.take("a", 8, 8)  # a larger one grows it
+    assert grown.shape == (8, 8) and grown.numel() == 64
+    dense = ws.dense("c", torch.arange(12.0).view(3, 4).t())
+    assert dense.is_contiguous() and torch.equal(dense, torch.arange(12.0).view(3, 4).t())
+
+
+def test_workspace_twins_of_the_shared_pieces_agree():
+    from favor.ops.common import (
+        KeyTile,
+        Workspace,
+        augment_values,
+        divide,
+        divide_backward,
+        key_tile_backward,
+    )
+    from favor.ops.features import Features
+
+    g = torch.Generator().manual_seed(5)
+    v = torch.randn(2, 3, 7, 4, generator=g, dtype=torch.float64)
+    weights = torch.rand(2, 3, 7, generator=g, dtype=torch.float64)
+    ws = Workspace(v)
+    torch.testing.assert_close(
+        augment_values(v, weights, ws.take("values", 2, 3, 7, 5)), augment_values(v, weights)
+    )
+    out_aug = torch.randn(2, 3, 7, 5, generator=g, dtype=torch.float64)
+    out_aug[0, 0, 0, -1] = 0.0  # a guarded denominator
+    plain, with_ws = divide(out_aug), divide(out_aug, ws)
+    for got, want in zip(with_ws, plain, strict=True):
+        torch.testing.assert_close(got, want)
+    grad = torch.randn(2, 3, 7, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(divide_backward(grad, *plain, ws), divide_backward(grad, *plain))
+
+    kernel = KERNELS["softmax"]
+    k = torch.randn(2, 3, 7, 4, generator=g, dtype=torch.float64)
+    w = random_projection(6, 4, generator=g, dtype=torch.float64)
+
+    def keys() -> KeyTile:
+        features = kernel.forward(k, w)
+        tile = KeyTile(features=Features(features.base, features.log_scale), log_scale=features.log_scale)
+        tile.weigh(v, features.log_scale.amax(-1, keepdim=True))
+        return tile
+
+    grad_base = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
+    grad_v_aug = torch.randn(2, 3, 7, 5, generator=g, dtype=torch.float64)
+    plain = key_tile_backward(kernel, k, v, w, keys(), grad_base.clone(), grad_v_aug)
+    with_ws = key_tile_backward(kernel, k, v, w, keys(), grad_base.clone(), grad_v_aug, Workspace(v))
+    for got, want in zip(with_ws, plain, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_inference_and_training_forward_agree(causal):
+    # Without grad the causal path keeps nothing for a backward; the outputs must not change.
+    (q, k, v), w = _inputs(23)
+    trained = favor_attention(q, k, v, w, causal=causal, chunk_size=4, tile_size=8)
+    with torch.no_grad():
+        inferred = favor_attention(q, k, v, w, causal=causal, chunk_size=4, tile_size=8)
+    torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=0)

@@ -9,13 +9,17 @@ where P_c = sum over earlier chunks of K^T V (the carried prefix state, ``(M, d 
 
 Chunks are grouped into tiles that fit in cache (see :mod:`favor.ops.common`). The forward pass sweeps the
 tiles in order, carrying the state, and stores only the state at each tile's start; the backward pass
-sweeps them in reverse, recomputing each tile's features and per-chunk prefixes from that state and
+sweeps them in reverse, recomputing each tile's features and per-chunk states from that state and
 carrying the state's gradient back. Memory is O(L d + (L / R) M d) for tiles of R rows, never the
 O(L M d) of explicit prefix sums (see :func:`favor.ops.naive.naive_causal_attention`).
 
+Inside a tile everything is **chunk-major**, ``(n, B, H, C, ...)`` for n chunks: the per-chunk products
+are then single batched matmuls on contiguous buffers, and the chunk states ``(n + 1, B, H, M, d + 1)``
+(the carried state in slot 0) are scanned in place, one fused multiply-add per chunk.
+
 Stabilization: every key weight is ``exp(log_scale_j - F_c)`` where the frame F_c is the running max of
 ``log_scale`` over real keys up to and including chunk c. The carried state is rescaled by
-``exp(F_{c-1} - F_c) <= 1`` when the frame grows, as online softmax does, so a large late key never
+``a_c = exp(F_{c-1} - F_c) <= 1`` when the frame grows, as online softmax does, so a large late key never
 underflows the features of earlier keys, and nothing overflows.
 """
 
@@ -27,9 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from favor.ops.common import (
-    KeyTile,
-    Scratch,
-    augment_values,
+    Workspace,
     bmm_add,
     divide,
     divide_backward,
@@ -57,100 +59,109 @@ class FavorState:
 
 
 def _decays(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """``exp(F_{c-1} - F_c) <= 1`` per chunk, ``(B, H, n)``; an empty carried state decays to 0, not NaN."""
-    previous = torch.cat([start.unsqueeze(-1), frames[..., :-1]], dim=-1)
+    """``a_c = exp(F_{c-1} - F_c) <= 1`` per chunk, ``(n, B, H)``; an empty carried state decays to 0."""
+    previous = torch.cat([start.unsqueeze(0), frames[:-1]])
     return torch.where(torch.isfinite(previous), torch.exp(previous - frames), torch.zeros_like(frames))
 
 
-def _scan_(states: torch.Tensor, decays: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
-    """In place over dim 2: chunk states T become exclusive prefixes ``P_c = a_c E_{c-1}``,
-    with ``E_c = P_c + T_c`` and ``E_{-1} = carried``. Returns the last inclusive state E.
+def _scan_(states: torch.Tensor, decays: torch.Tensor) -> None:
+    """In place over dim 0: slot 0 holds the carried state E_{-1}, slot c + 1 the chunk state T_c.
+
+    Afterwards slot c + 1 holds the inclusive state ``E_c = a_c E_{c-1} + T_c``; the exclusive prefix
+    that chunk c reads is ``P_c = a_c E_{c-1} = a_c * states[c]``.
     """
-    for c in range(states.shape[2]):
-        chunk_state = states[:, :, c].clone()
-        torch.mul(carried, decays[:, :, c, None, None], out=states[:, :, c])
-        carried = states[:, :, c] + chunk_state
-    return carried
+    for c in range(decays.shape[0]):
+        states[c + 1].addcmul_(states[c], decays[c, :, :, None, None])
 
 
-def _scan_backward_(grad_prefixes: torch.Tensor, running: torch.Tensor, decays: torch.Tensor) -> torch.Tensor:
-    """Reverse of :func:`_scan_`, in place: ``dP`` becomes ``dT``; returns the gradient of ``E_{-1}``.
+def _scan_backward_(grads: torch.Tensor, decays: torch.Tensor) -> None:
+    """Reverse of :func:`_scan_`, in place over dim 0.
 
-    ``running`` is the gradient of the last inclusive state: ``dT_c = G_c``, ``G_{c-1} = a_c (dP_c + G_c)``.
+    On entry slot c (c < n) holds dP_c and slot n the gradient G_{n-1} of the last inclusive state.
+    With ``G_{c-1} = a_c (dP_c + G_c)`` and ``dT_c = G_c``, afterwards slot c holds G_{c-1}: slots
+    1..n are dT_0..dT_{n-1} and slot 0 is the gradient of the carried state.
     """
-    for c in range(grad_prefixes.shape[2] - 1, -1, -1):
-        grad_prefix = grad_prefixes[:, :, c].clone()
-        grad_prefixes[:, :, c] = running
-        running = (grad_prefix + running) * decays[:, :, c, None, None]
-    return running
+    for c in range(decays.shape[0] - 1, -1, -1):
+        grads[c].add_(grads[c + 1]).mul_(decays[c, :, :, None, None])
 
 
-def _pad_rows(t: torch.Tensor, pad: int, value: float = 0.0) -> torch.Tensor:
-    """Pad dim 2 (positions) of a ``(B, H, R, ...)`` or ``(B, H, R)`` tensor by ``pad`` rows."""
-    if not pad:
-        return t
-    widths = (0, 0) * (t.dim() - 3) + (0, pad)
-    return F.pad(t, widths, value=value)
+def _chunks(t: torch.Tensor, start: int, end: int, chunk: int, value: float = 0.0) -> torch.Tensor:
+    """Rows ``start:end`` of a ``(B, H, L, ...)`` tensor as a chunk-major view ``(n, B, H, C, ...)``.
+
+    A view when ``end - start`` is a multiple of C; else the rows are padded with ``value`` (a copy).
+    """
+    rows = t[:, :, start:end]
+    pad = -(end - start) % chunk
+    if pad:
+        widths = (0, 0) * (t.dim() - 3) + (0, pad)
+        rows = F.pad(rows, widths, value=value)
+    chunked = rows.unflatten(2, (-1, chunk))
+    return chunked.movedim(2, 0)
+
+
+def _write(dest: torch.Tensor, start: int, end: int, chunked: torch.Tensor) -> None:
+    """Copy a chunk-major ``(n, B, H, C, X)`` result into rows ``start:end`` of ``dest`` ``(B, H, L, X)``."""
+    chunk = chunked.shape[3]
+    full = (end - start) // chunk
+    stop = start + full * chunk
+    if full:
+        dest[:, :, start:stop].unflatten(2, (full, chunk)).copy_(chunked[:full].movedim(0, 2))
+    if stop < end:
+        dest[:, :, stop:end].copy_(chunked[full, :, :, : end - stop])
 
 
 class _Tile:
-    """One tile's recomputable pieces: features, weights, chunked views, per-chunk prefixes, scores."""
+    """One tile's recomputable pieces, chunk-major: features, frames, weights, values, chunk states."""
 
-    def __init__(self, kernel, q, k, v, projection, keep, chunk, frames, start_frame, carried, buffers):
-        rows = q.shape[2]
-        n = -(-rows // chunk)
-        self.pad = n * chunk - rows
+    def __init__(
+        self, kernel, q, k, v, projection, keep, start, end, chunk, start_frame, carried, ws, recorded=None
+    ):
+        """``recorded``: the forward pass's ``(frames, query offsets, key offsets)`` for these chunks, or
+        None (forward: computed here)."""
+        frames, q_offset, k_offset = (None, None, None) if recorded is None else recorded
+        # Contiguous chunk-major copies: every later op then runs on dense memory.
+        self.q_rows = ws.dense("q_rows", _chunks(q, start, end, chunk))  # (n, B, H, C, d)
+        self.k_rows = ws.dense("k_rows", _chunks(k, start, end, chunk))
+        self.v_rows = ws.dense("v_rows", _chunks(v, start, end, chunk))
+        q_c = self.q_rows
+        keep_c = None if keep is None else _chunks(keep, start, end, chunk, False)  # (n, B, 1, C)
         nb_features = kernel.nb_features(projection, q.shape[-1])
-        self.query = kernel.forward(q, projection, buffers.query.take(*q.shape[:-1], nb_features))
-        self.keys = key_tile(kernel, k, projection, keep, buffers.keys.take(*k.shape[:-1], nb_features))
-        batch, heads = q.shape[:2]
-        chunked = (batch, heads, n, chunk)
-        log_scale = _pad_rows(self.keys.log_scale, self.pad, float("-inf")).view(chunked)
+        query_out = ws.take("query", *q_c.shape[:-1], nb_features)
+        self.query = kernel.forward(q_c, projection, query_out, offset=q_offset, scale=False)
+        keys_out = ws.take("keys", *q_c.shape[:-1], nb_features)
+        self.keys = key_tile(kernel, self.k_rows, projection, keep_c, keys_out, k_offset)
+        pad = -(end - start) % chunk
+        if pad:  # the rows padding the last chunk are not keys
+            self.keys.log_scale[-1, ..., chunk - pad :] = float("-inf")
+        log_scale = self.keys.log_scale  # (n, B, H, C), -inf at padded keys
         if frames is None:  # forward: running max of chunk maxima, continuing from the carried frame
-            chunk_max = torch.cat([start_frame.unsqueeze(-1), log_scale.amax(dim=-1)], dim=-1)
-            frames = chunk_max.cummax(dim=-1).values[..., 1:]
-        self.frames = frames  # (B, H, n), -inf only where no real key has been seen yet
+            chunk_max = torch.cat([start_frame.unsqueeze(0), log_scale.amax(dim=-1)])
+            frames = chunk_max.cummax(dim=0).values[1:]
+        self.frames = frames  # (n, B, H), -inf only where no real key has been seen yet
         self.decays = _decays(frames, start_frame)
-        self.weights = torch.exp(log_scale - torch.nan_to_num(frames, neginf=0.0).unsqueeze(-1))
-        self.v_aug = augment_values(_pad_rows(v, self.pad).view(*chunked, -1), self.weights)  # (B,H,n,C,D)
-        self.q_c = _pad_rows(self.query.base, self.pad).view(*chunked, -1)  # (B, H, n, C, M)
-        self.k_c = _pad_rows(self.keys.features.base, self.pad).view(*chunked, -1)
-        prefixes = buffers.states.take(*chunked[:3], nb_features, self.v_aug.shape[-1])
-        self.prefixes = torch.matmul(self.k_c.transpose(-2, -1), self.v_aug, out=prefixes)  # (B, H, n, M, D)
-        self.final = _scan_(self.prefixes, self.decays, carried)
-        self.future = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).triu_(1)
+        self.keys.weigh(
+            self.v_rows,
+            torch.nan_to_num(frames, neginf=0.0).unsqueeze(-1),
+            out=ws.take("values", *self.v_rows.shape[:-1], self.v_rows.shape[-1] + 1),
+        )
+        n = q_c.shape[0]
+        self.states = ws.take("states", n + 1, *carried.shape)  # carried, then E_0 .. E_{n-1}
+        self.states[0].copy_(carried)
+        torch.matmul(self.k_features.transpose(-2, -1), self.keys.v_aug, out=self.states[1:])
+        _scan_(self.states, self.decays)
 
-    def key_tile(self, rows: int) -> KeyTile:
-        """The tile's keys with weights and augmented values trimmed back to the real rows."""
-        batch, heads = self.weights.shape[:2]
-        self.keys.weights = self.weights.view(batch, heads, -1)[:, :, :rows]
-        self.keys.v_aug = self.v_aug.view(batch, heads, -1, self.v_aug.shape[-1])[:, :, :rows]
-        return self.keys
+    @property
+    def q_features(self) -> torch.Tensor:
+        return self.query.base
 
+    @property
+    def k_features(self) -> torch.Tensor:
+        return self.keys.features.base
 
-@dataclass
-class _Buffers:
-    """Reusable buffers for one sweep over the tiles (each holds one tile's tensor at a time).
-
-    query, keys, states: the tile's query features, key features and per-chunk states (both passes);
-    grad_query, grad_keys, grad_states: their gradients (backward pass only, else None).
-    """
-
-    query: Scratch
-    keys: Scratch
-    states: Scratch
-    grad_query: Scratch | None = None
-    grad_keys: Scratch | None = None
-    grad_states: Scratch | None = None
-
-    @classmethod
-    def allocate(cls, v, projection, kernel: Kernel, rows: int, chunk: int, *, backward: bool) -> _Buffers:
-        batch, heads, _, head_dim = v.shape
-        nb_features = kernel.nb_features(projection, head_dim)
-        features = batch * heads * rows * nb_features
-        states = batch * heads * -(-rows // chunk) * nb_features * (head_dim + 1)
-        sizes = (features, features, states) + ((features, features, states) if backward else ())
-        return cls(*(Scratch(v, size) for size in sizes))
+    @property
+    def final(self) -> torch.Tensor:
+        """The inclusive state after the tile's last chunk (a view of the scratch buffer)."""
+        return self.states[-1]
 
 
 class _Causal(torch.autograd.Function):
@@ -160,110 +171,143 @@ class _Causal(torch.autograd.Function):
         out = v.new_empty(batch, heads, length, head_dim)
         safe = v.new_empty(batch, heads, length, 1)
         passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
+        tiles = [(start, min(start + rows, length)) for start in range(0, length, rows)]
+        start_contexts = v.new_empty(len(tiles), *initial_context.shape)  # (tiles, B, H, M, D)
+        start_frames = v.new_empty(len(tiles), batch, heads)
         carried, frame = initial_context, initial_frame
-        tiles, starts, frames = [], [], []
-        buffers = _Buffers.allocate(v, projection, kernel, rows, chunk, backward=False)
-        for start in range(0, length, rows):
-            end = min(start + rows, length)
-            keep_tile = None if keep is None else keep[..., start:end]
-            starts.append((carried, frame))
-            tile = _Tile(
-                kernel,
-                q[:, :, start:end],
-                k[:, :, start:end],
-                v[:, :, start:end],
-                projection,
-                keep_tile,
-                chunk,
-                None,
-                frame,
-                carried,
-                buffers,
-            )
-            scores = (tile.q_c @ tile.k_c.transpose(-2, -1)).masked_fill_(tile.future, 0.0)  # (B, H, n, C, C)
-            out_aug = (tile.q_c @ tile.prefixes).add_(scores @ tile.v_aug)
-            out_aug = out_aug.view(batch, heads, -1, head_dim + 1)[:, :, : end - start]
-            out[:, :, start:end], safe[:, :, start:end], passes[:, :, start:end] = divide(out_aug)
-            carried, frame = tile.final, tile.frames[..., -1]
-            tiles.append((start, end))
+        frames = []
+        ws = Workspace(v)
+        # Kept for the backward when there will be one, chunk-major: the masked chunk scores (L C floats
+        # per head, cheaper to keep than the chunk products that would recompute them) and the feature
+        # maps' row maxima (L floats per head; the backward need not take them again).
+        training = any(ctx.needs_input_grad[:3])
+        n_chunks = sum(-(-(end - start) // chunk) for start, end in tiles)
+        all_scores = v.new_empty(n_chunks, batch, heads, chunk, chunk) if training else None
+        keep_offsets = training and kernel.has_offset
+        q_offsets, k_offsets = (
+            v.new_empty(n_chunks, batch, heads, chunk) if keep_offsets else None for _ in "qk"
+        )
+        done = 0
+        for index, (start, end) in enumerate(tiles):
+            start_contexts[index].copy_(carried)
+            start_frames[index].copy_(frame)
+            tile = _Tile(kernel, q, k, v, projection, keep, start, end, chunk, frame, carried, ws)
+            n = tile.frames.shape[0]
+            if keep_offsets:
+                q_offsets[done : done + n] = tile.query.offset
+                k_offsets[done : done + n] = tile.keys.features.offset
+            q_f, k_f, v_aug = tile.q_features, tile.k_features, tile.keys.v_aug
+            out_aug = torch.matmul(q_f, tile.states[:n], out=ws.take("out", *v_aug.shape))
+            out_aug.mul_(tile.decays[..., None, None])  # Q_c P_c = a_c Q_c E_{c-1}
+            scores = all_scores[done : done + n] if training else ws.take("scores", *q_f.shape[:-1], chunk)
+            torch.matmul(q_f, k_f.transpose(-2, -1), out=scores).tril_()
+            bmm_add(out_aug, scores, v_aug)
+            done += n
+            quotient, safe_c, passes_c = divide(out_aug, ws)
+            _write(out, start, end, quotient)
+            _write(safe, start, end, safe_c)
+            _write(passes, start, end, passes_c)
+            carried, frame = tile.final, tile.frames[-1]
             frames.append(tile.frames)
-        frames = torch.cat(frames, dim=-1)
-        start_contexts = torch.stack([s[0] for s in starts])  # (tiles, B, H, M, D)
-        start_frames = torch.stack([s[1] for s in starts])  # (tiles, B, H)
+        final = carried.clone()
         ctx.save_for_backward(
-            q, k, v, projection, keep, out, safe, passes, frames, start_contexts, start_frames
+            q,
+            k,
+            v,
+            projection,
+            keep,
+            out,
+            safe,
+            passes,
+            torch.cat(frames),
+            start_contexts,
+            start_frames,
+            all_scores,
+            q_offsets,
+            k_offsets,
         )
         ctx.kernel, ctx.chunk, ctx.tiles, ctx.rows = kernel, chunk, tiles, rows
+        frame = frame.clone()
         ctx.mark_non_differentiable(frame)
-        return out, carried, frame
+        return out, final, frame
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad, grad_final, _grad_frame):
-        q, k, v, projection, keep, out, safe, passes, frames, start_contexts, start_frames = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        q, k, v, projection, keep, out, safe, passes, frames, start_contexts, start_frames = saved[:11]
+        all_scores, q_offsets, k_offsets = saved[11:]
         kernel, chunk = ctx.kernel, ctx.chunk
-        batch, heads, _, head_dim = v.shape
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        running = torch.zeros_like(start_contexts[0]) if grad_final is None else grad_final.clone()
-        n_done = frames.shape[-1]
-        buffers = _Buffers.allocate(v, projection, kernel, ctx.rows, chunk, backward=True)
+        running = torch.zeros_like(start_contexts[0]) if grad_final is None else grad_final
+        n_done = frames.shape[0]
+        ws = Workspace(v)
         for index in range(len(ctx.tiles) - 1, -1, -1):
             start, end = ctx.tiles[index]
-            rows = slice(start, end)
             n = -(-(end - start) // chunk)
-            q_tile, k_tile, v_tile = q[:, :, rows], k[:, :, rows], v[:, :, rows]
-            keep_tile = None if keep is None else keep[..., rows]
+            n_done -= n
+            here = slice(n_done, n_done + n)
+            recorded = [None if t is None else t[here] for t in (frames, q_offsets, k_offsets)]
             tile = _Tile(
                 kernel,
-                q_tile,
-                k_tile,
-                v_tile,
+                q,
+                k,
+                v,
                 projection,
-                keep_tile,
+                keep,
+                start,
+                end,
                 chunk,
-                frames[..., n_done - n : n_done],
                 start_frames[index],
                 start_contexts[index],
-                buffers,
+                ws,
+                recorded,
             )
-            n_done -= n
+            q_f, k_f, v_aug = tile.q_features, tile.k_features, tile.keys.v_aug
             grad_aug = divide_backward(
-                grad[:, :, rows], out[:, :, rows], safe[:, :, rows], passes[:, :, rows]
+                _chunks(grad, start, end, chunk),
+                _chunks(out, start, end, chunk),
+                _chunks(safe, start, end, chunk, 1.0),
+                _chunks(passes, start, end, chunk, False),
+                ws,
             )
-            grad_aug = _pad_rows(grad_aug, tile.pad).view(*tile.v_aug.shape)  # (B, H, n, C, D)
-
-            scores_t = (tile.k_c @ tile.q_c.transpose(-2, -1)).masked_fill_(tile.future.T, 0.0)
-            grad_v_aug = scores_t @ grad_aug
-            del scores_t
-            grad_scores = (grad_aug @ tile.v_aug.transpose(-2, -1)).masked_fill_(tile.future, 0.0)
-            grad_q_base = torch.matmul(grad_scores, tile.k_c, out=buffers.grad_query.take(*tile.q_c.shape))
-            bmm_add(grad_q_base, grad_aug, tile.prefixes.transpose(-2, -1))
+            scores = all_scores[here]  # tril(Q_c K_c^T), kept by the forward
+            grad_v_aug = torch.matmul(
+                scores.transpose(-2, -1), grad_aug, out=ws.take("grad_values", *v_aug.shape)
+            )
+            grad_scores = torch.matmul(
+                grad_aug, v_aug.transpose(-2, -1), out=ws.take("scores", *scores.shape)
+            ).tril_()
+            grad_q_base = torch.matmul(grad_scores, k_f, out=ws.take("grad_query", *q_f.shape))
             grad_k_base = torch.matmul(
-                grad_scores.transpose(-2, -1), tile.q_c, out=buffers.grad_keys.take(*tile.k_c.shape)
+                grad_scores.transpose(-2, -1), q_f, out=ws.take("grad_keys", *k_f.shape)
             )
-            del grad_scores
-            grad_states = torch.matmul(  # dP, becomes dT
-                tile.q_c.transpose(-2, -1), grad_aug, out=buffers.grad_states.take(*tile.prefixes.shape)
-            )
-            running = _scan_backward_(grad_states, running, tile.decays)
-            bmm_add(grad_k_base, tile.v_aug, grad_states.transpose(-2, -1))
-            bmm_add(grad_v_aug, tile.k_c, grad_states)
-
-            real = end - start
-
-            def unchunk(t: torch.Tensor, real: int = real) -> torch.Tensor:
-                return t.view(batch, heads, -1, t.shape[-1])[:, :, :real]
-
-            grad_q[:, :, rows] = kernel.backward(q_tile, projection, tile.query, unchunk(grad_q_base), None)
-            grad_k[:, :, rows], grad_v[:, :, rows] = key_tile_backward(
-                kernel,
-                k_tile,
-                v_tile,
+            # dP_c = Q_c^T dOut_c into slots 0..n-1, the carried-in gradient into slot n, then scanned.
+            grad_states = ws.take("grad_states", *tile.states.shape)
+            torch.matmul(q_f.transpose(-2, -1), grad_aug, out=grad_states[:n])
+            grad_states[n].copy_(running)
+            _scan_backward_(grad_states, tile.decays)
+            running = grad_states[0].clone()
+            grad_chunk_states = grad_states[1:]  # dT_c
+            # dQ_c += a_c dOut_c E_{c-1}^T (scales dOut in place: dP is already taken)
+            grad_aug.mul_(tile.decays[..., None, None])
+            bmm_add(grad_q_base, grad_aug, tile.states[:n].transpose(-2, -1))
+            bmm_add(grad_k_base, v_aug, grad_chunk_states.transpose(-2, -1))
+            bmm_add(grad_v_aug, k_f, grad_chunk_states)
+            grad_q_rows = kernel.backward(
+                tile.q_rows,
                 projection,
-                tile.key_tile(real),
-                unchunk(grad_k_base),
-                unchunk(grad_v_aug),
+                tile.query,
+                grad_q_base,
+                None,
+                out=ws.take("grad_q", *tile.q_rows.shape),
             )
+            _write(grad_q, start, end, grad_q_rows)
+            grad_k_rows, grad_v_rows = key_tile_backward(
+                kernel, tile.k_rows, tile.v_rows, projection, tile.keys, grad_k_base, grad_v_aug, ws
+            )
+            _write(grad_k, start, end, grad_k_rows)
+            _write(grad_v, start, end, grad_v_rows)
         return grad_q, grad_k, grad_v, None, None, running, None, None, None, None
 
 

@@ -9,8 +9,9 @@ value column, gives the denominator from the same matrix product:
 
 **Tiles.** The fast paths never hold an ``(L, M)`` feature tensor: they sweep over tiles of rows sized so
 that a tile's features (``batch * heads * rows * M`` floats) stay in a core's L2 cache, and the backward
-pass recomputes each tile's features rather than storing them. Each sweep reuses one scratch buffer
-(:class:`Scratch`) for the tiles' features and products. On CPU, tiling plus buffer reuse made forward +
+pass recomputes each tile's features rather than storing them. Each sweep copies a tile's rows into
+dense buffers and keeps every per-tile tensor (features, products, gradients) in a :class:`Workspace`
+that all tiles reuse. On CPU, tiling plus buffer reuse made forward +
 backward at L=16K 1.9x faster than materialising the features (BENCHMARKS.md: no page faults on fresh
 buffers, no trips to main memory between the matmul, the row max and the exp), and memory stays
 ``O(L d)`` plus the tiles.
@@ -18,6 +19,7 @@ buffers, no trips to main memory between the matmul, the row max and the exp), a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,10 +50,17 @@ def keep_mask(key_padding_mask: torch.Tensor | None, like: torch.Tensor) -> torc
     return (~key_padding_mask).unsqueeze(1)
 
 
-def augment_values(v: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``[w * v, w]``: values ``(..., L, d)`` and weights ``(..., L)`` -> ``(..., L, d + 1)``."""
+def augment_values(v: torch.Tensor, weights: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``[w * v, w]``: values ``(..., L, d)`` and weights ``(..., L)`` -> ``(..., L, d + 1)``.
+
+    ``out``: optional buffer of the result's shape to write into (see :class:`Workspace`).
+    """
     w = weights.unsqueeze(-1)
-    return torch.cat([v * w, w], dim=-1)
+    if out is None:
+        return torch.cat([v * w, w], dim=-1)
+    torch.mul(v, w, out=out[..., :-1])
+    out[..., -1:].copy_(w)
+    return out
 
 
 def tile_rows(
@@ -78,28 +87,44 @@ def tile_rows(
     return max(multiple, rows // multiple * multiple)
 
 
-class Scratch:
-    """A reusable buffer for the tile sweeps: each tile's features (or states) live one iteration.
+class Workspace:
+    """Reusable buffers for one tile sweep, one per role: ``take("keys", *shape)`` holds one tile's tensor.
 
     A fresh tensor costs a page fault per 4 KiB on first touch, as much as the product that fills it at
-    these sizes; one buffer per sweep, reused by every tile, pays that once.
+    these sizes (the allocator hands large freed blocks back to the system between tiles). A workspace
+    pays that once per sweep: each role's buffer is allocated on first use, grown if a later tile needs
+    more, and reused by every tile. Two roles never share memory; one role's tensor is valid until the
+    next ``take`` of the same role.
     """
 
-    def __init__(self, like: torch.Tensor, numel: int) -> None:
-        self.buffer = like.new_empty(numel)
+    def __init__(self, like: torch.Tensor) -> None:
+        self._like = like
+        self._buffers: dict[str, torch.Tensor] = {}
 
-    def take(self, *shape: int) -> torch.Tensor:
-        """A contiguous view of the buffer with this shape."""
-        count = 1
-        for size in shape:
-            count *= size
-        return self.buffer[:count].view(shape)
+    def take(self, role: str, *shape: int) -> torch.Tensor:
+        """A contiguous tensor of this shape (uninitialised) in the role's buffer."""
+        count = math.prod(shape)
+        buffer = self._buffers.get(role)
+        if buffer is None or buffer.numel() < count:
+            buffer = self._buffers[role] = self._like.new_empty(count)
+        return buffer[:count].view(shape)
+
+    def dense(self, role: str, t: torch.Tensor) -> torch.Tensor:
+        """A contiguous copy of ``t`` in the role's buffer."""
+        return self.take(role, *t.shape).copy_(t)
 
 
-def divide(out_aug: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _take(ws: Workspace | None, role: str, like: torch.Tensor, *shape: int) -> torch.Tensor:
+    return like.new_empty(shape) if ws is None else ws.take(role, *shape)
+
+
+def divide(
+    out_aug: torch.Tensor, ws: Workspace | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split ``(..., d + 1)`` into numerator / guarded denominator.
 
-    Returns the quotient, the guarded denominator and the guard's pass-through mask (for the backward).
+    Returns the quotient (in ``ws``'s "quotient" buffer when given), the guarded denominator and the
+    guard's pass-through mask (for the backward).
     """
     numerator, denominator = out_aug[..., :-1], out_aug[..., -1:]
     floor = torch.finfo(out_aug.dtype).tiny ** 0.5
@@ -107,16 +132,33 @@ def divide(out_aug: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     passes = magnitude > floor
     # Floor the magnitude, keep the sign: finite for positive and signed (trigonometric) features alike.
     safe = torch.where(denominator < 0, -1.0, 1.0).to(denominator.dtype) * magnitude.clamp_min(floor)
-    return numerator / safe, safe, passes
+    if ws is None:
+        return numerator / safe, safe, passes
+    quotient = torch.div(numerator, safe, out=ws.take("quotient", *numerator.shape))
+    return quotient, safe, passes
 
 
 def divide_backward(
-    grad: torch.Tensor, out: torch.Tensor, safe: torch.Tensor, passes: torch.Tensor
+    grad: torch.Tensor,
+    out: torch.Tensor,
+    safe: torch.Tensor,
+    passes: torch.Tensor,
+    ws: Workspace | None = None,
 ) -> torch.Tensor:
-    """Gradient of ``out = num / den`` with respect to ``[num, den]``, shape ``(..., d + 1)``."""
-    grad_num = grad / safe
-    grad_den = -(grad_num * out).sum(-1, keepdim=True) * passes
-    return torch.cat([grad_num, grad_den], dim=-1)
+    """Gradient of ``out = num / den`` with respect to ``[num, den]``, shape ``(..., d + 1)``.
+
+    With ``ws`` the result lives in its "grad_aug" buffer and no full-size temporary is allocated.
+    """
+    if ws is None:
+        grad_num = grad / safe
+        grad_den = -(grad_num * out).sum(-1, keepdim=True) * passes
+        return torch.cat([grad_num, grad_den], dim=-1)
+    into = ws.take("grad_aug", *grad.shape[:-1], grad.shape[-1] + 1)
+    grad_num = torch.div(grad, safe, out=into[..., :-1])
+    product = torch.mul(grad_num, out, out=ws.take("product", *out.shape))
+    torch.sum(product, dim=-1, keepdim=True, out=into[..., -1:])
+    into[..., -1:].mul_(passes).neg_()
+    return into
 
 
 def bmm_add(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -139,10 +181,13 @@ class KeyTile:
     weights: torch.Tensor | None = None
     v_aug: torch.Tensor | None = None
 
-    def weigh(self, v: torch.Tensor, frames: torch.Tensor) -> None:
-        """Set ``weights = exp(log_scale - frames)`` (frames broadcast to ``(B, H, R)``) and ``v_aug``."""
+    def weigh(self, v: torch.Tensor, frames: torch.Tensor, out: torch.Tensor | None = None) -> None:
+        """Set ``weights = exp(log_scale - frames)`` (frames broadcast to ``log_scale``) and ``v_aug``.
+
+        ``out``: optional buffer for ``v_aug`` (see :class:`Workspace`).
+        """
         self.weights = torch.exp(self.log_scale - frames)
-        self.v_aug = augment_values(v, self.weights)
+        self.v_aug = augment_values(v, self.weights, out)
 
 
 def key_tile(
@@ -151,12 +196,14 @@ def key_tile(
     projection: torch.Tensor | None,
     keep: torch.Tensor | None,
     out: torch.Tensor | None = None,
+    offset: torch.Tensor | None = None,
 ) -> KeyTile:
     """Key features for a tile ``k`` ``(B, H, R, d)``; ``keep`` ``(B, 1, R)`` True at real keys, or None.
 
-    ``out``: optional scratch for the features (see :class:`Scratch`).
+    ``out``: optional scratch for the features (see :class:`Workspace`); ``offset``: the features'
+    ``offset`` from an earlier call on the same keys (see :class:`favor.ops.features.Features`).
     """
-    features = kernel.forward(k, projection, out)
+    features = kernel.forward(k, projection, out, offset=offset)
     log_scale = features.log_scale if features.log_scale is not None else k.new_zeros(k.shape[:-1])
     if keep is not None:
         log_scale = log_scale.masked_fill(~keep, float("-inf"))
@@ -171,15 +218,22 @@ def key_tile_backward(
     tile: KeyTile,
     grad_base: torch.Tensor,
     grad_v_aug: torch.Tensor,
+    ws: Workspace | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of the tile's keys and values from those of its features and augmented values."""
-    w = tile.weights
+    """Gradients of the tile's keys and values from those of its features and augmented values.
+
+    With ``ws`` they live in its "grad_k" and "grad_v" buffers.
+    """
+    w = tile.weights.unsqueeze(-1)
     grad_v_weighted = grad_v_aug[..., :-1]
-    grad_v = grad_v_weighted * w.unsqueeze(-1)
+    grad_v = torch.mul(grad_v_weighted, w, out=_take(ws, "grad_v", v, *v.shape))
     grad_log_scale = None
     if tile.features.log_scale is not None:
         # w = exp(log_scale - frame) with a constant frame: dw/dlog_scale = w (and 0 at padded keys).
-        grad_w = (grad_v_weighted * v).sum(-1) + grad_v_aug[..., -1]
-        grad_log_scale = grad_w * w
-    grad_k = kernel.backward(k, projection, tile.features, grad_base, grad_log_scale)
+        # grad_w * w = sum(grad_v_weighted * v) * w + grad_v_aug[..., -1] * w, and grad_v_weighted * w
+        # is grad_v: one product of full size, not two.
+        product = torch.mul(grad_v, v, out=_take(ws, "product", v, *v.shape))
+        grad_log_scale = product.sum(-1).addcmul_(grad_v_aug[..., -1], tile.weights)
+    out = None if ws is None else ws.take("grad_k", *k.shape)
+    grad_k = kernel.backward(k, projection, tile.features, grad_base, grad_log_scale, out=out)
     return grad_k, grad_v

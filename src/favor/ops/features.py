@@ -39,11 +39,16 @@ class Features:
     """Feature values ``phi(x) = base * exp(log_scale)[..., None]``.
 
     base: ``(batch, heads, length, nb_features)``, bounded.
-    log_scale: ``(batch, heads, length)`` or ``None`` when ``base`` is the feature itself.
+    log_scale: ``(batch, heads, length)`` or ``None`` when ``base`` is the feature itself (or, with
+        ``Kernel.forward(..., scale=False)``, the feature up to a per-row factor).
+    offset: ``(batch, heads, length)``, the per-row constant the kernel subtracted before ``exp`` (the
+        row max), or None. ``Kernel.forward(..., offset=offset)`` recomputes the same features without
+        taking the max again (the fast paths' backward passes do).
     """
 
     base: torch.Tensor
     log_scale: torch.Tensor | None
+    offset: torch.Tensor | None = None
 
 
 def _scaled_projection(projection: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -71,13 +76,13 @@ def _project(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = N
 
 
 def _half_sq_norm(x: torch.Tensor) -> torch.Tensor:
-    # |x d^-1/4|^2 / 2, shape (B, H, L)
-    return x.pow(2).sum(-1) * (0.5 * x.shape[-1] ** -0.5)
+    # |x d^-1/4|^2 / 2, shape (B, H, L); a norm reduction allocates no (B, H, L, d) temporary.
+    return torch.linalg.vector_norm(x, dim=-1).square() * (0.5 * x.shape[-1] ** -0.5)
 
 
 def _add_half_sq_norm_grad(grad_x: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, sign: float) -> None:
     # d/dx of sign * |x|^2 / (2 sqrt(d)) is sign * x / sqrt(d); accumulated in place.
-    grad_x.add_(x * (grad * (sign * x.shape[-1] ** -0.5)).unsqueeze(-1))
+    grad_x.addcmul_(x, (grad * (sign * x.shape[-1] ** -0.5)).unsqueeze(-1))
 
 
 class Kernel:
@@ -87,20 +92,33 @@ class Kernel:
     features ``forward`` returned for the same ``x`` and the gradients of ``base`` and ``log_scale``
     (``grad_log_scale`` None when the loss does not depend on it, e.g. for queries). Per-row constants
     such as the stabilizing row max are treated as constants: they cancel from ``base * exp(log_scale)``.
-    ``backward`` may overwrite ``grad_base`` (it is a scratch buffer of the caller's).
+    ``backward`` may overwrite ``grad_base`` (it is a scratch buffer of the caller's); ``out``: optional
+    contiguous buffer of ``x``'s shape for the result.
     """
 
     name: str
     needs_projection: bool = True
+    has_offset: bool = False  # whether forward returns Features.offset
 
     def nb_features(self, projection: torch.Tensor | None, head_dim: int) -> int:
         """M, the number of features per row."""
         return head_dim if projection is None else projection.shape[0]
 
     def forward(
-        self, x: torch.Tensor, projection: torch.Tensor | None, out: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        projection: torch.Tensor | None,
+        out: torch.Tensor | None = None,
+        *,
+        offset: torch.Tensor | None = None,
+        scale: bool = True,
     ) -> Features:
-        """Features of ``x``; ``out``: optional contiguous ``(..., M)`` scratch buffer the kernel may use."""
+        """Features of ``x``.
+
+        out: optional contiguous ``(..., M)`` scratch buffer the kernel may use.
+        offset: a ``Features.offset`` from an earlier call on the same ``x`` (skips the row max).
+        scale: False skips ``log_scale`` (queries: a per-row factor cancels in ``D^-1 Q' (K'^T V)``).
+        """
         raise NotImplementedError
 
     def backward(
@@ -110,12 +128,15 @@ class Kernel:
         features: Features,
         grad_base: torch.Tensor,
         grad_log_scale: torch.Tensor | None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
 
 
 class ExpKernel(Kernel):
     """Positive features ``exp(Wx - |x|^2/2)`` (``hyperbolic``: with the stacked projection ``[W; -W]``)."""
+
+    has_offset = True
 
     def __init__(self, name: str, *, hyperbolic: bool) -> None:
         self.name, self.hyperbolic = name, hyperbolic
@@ -127,19 +148,18 @@ class ExpKernel(Kernel):
         w = _scaled_projection(projection, x)
         return torch.cat([w, -w]) if self.hyperbolic else w
 
-    def forward(
-        self, x: torch.Tensor, projection: torch.Tensor | None, out: torch.Tensor | None = None
-    ) -> Features:
+    def forward(self, x, projection, out=None, *, offset=None, scale=True):
         logits = _project(x, self._weight(projection, x), out)
         # The row max is a constant offset (no gradient): base * exp(log_scale) is exactly
         # exp(logits - |x|^2/2). In place on the matmul output (not saved by autograd): one pass, not two.
-        row_max = logits.detach().amax(dim=-1, keepdim=True)
-        base = logits.sub_(row_max).exp_()
-        return Features(base=base, log_scale=row_max.squeeze(-1) - _half_sq_norm(x))
+        row_max = logits.detach().amax(dim=-1) if offset is None else offset
+        base = logits.sub_(row_max.unsqueeze(-1)).exp_()
+        log_scale = row_max - _half_sq_norm(x) if scale else None
+        return Features(base=base, log_scale=log_scale, offset=row_max)
 
-    def backward(self, x, projection, features, grad_base, grad_log_scale):
+    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None):
         # d base / d logits = base (row max constant); d log_scale / d x = -x / sqrt(d).
-        grad_x = grad_base.mul_(features.base) @ self._weight(projection, x)
+        grad_x = torch.matmul(grad_base.mul_(features.base), self._weight(projection, x), out=out)
         if grad_log_scale is not None:
             _add_half_sq_norm_grad(grad_x, x, grad_log_scale, -1.0)
         return grad_x
@@ -153,17 +173,16 @@ class TrigKernel(Kernel):
     def nb_features(self, projection: torch.Tensor | None, head_dim: int) -> int:
         return 2 * projection.shape[0]
 
-    def forward(
-        self, x: torch.Tensor, projection: torch.Tensor | None, out: torch.Tensor | None = None
-    ) -> Features:
+    def forward(self, x, projection, out=None, *, offset=None, scale=True):
         wx = _project(x, _scaled_projection(projection, x))
-        return Features(base=torch.cat([torch.sin(wx), torch.cos(wx)], dim=-1), log_scale=_half_sq_norm(x))
+        base = torch.cat([torch.sin(wx), torch.cos(wx)], dim=-1)
+        return Features(base=base, log_scale=_half_sq_norm(x) if scale else None)
 
-    def backward(self, x, projection, features, grad_base, grad_log_scale):
+    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None):
         half = features.base.shape[-1] // 2
         sin, cos = features.base[..., :half], features.base[..., half:]
         grad_wx = grad_base[..., :half] * cos - grad_base[..., half:] * sin
-        grad_x = grad_wx @ _scaled_projection(projection, x)
+        grad_x = torch.matmul(grad_wx, _scaled_projection(projection, x), out=out)
         if grad_log_scale is not None:
             _add_half_sq_norm_grad(grad_x, x, grad_log_scale, 1.0)
         return grad_x
@@ -175,16 +194,16 @@ class ReluKernel(Kernel):
     name = "relu"
     needs_projection = False
 
-    def forward(
-        self, x: torch.Tensor, projection: torch.Tensor | None, out: torch.Tensor | None = None
-    ) -> Features:
+    def forward(self, x, projection, out=None, *, offset=None, scale=True):
         pre = x if projection is None else _project(x, _scaled_projection(projection, x))
         return Features(base=torch.relu(pre) + RELU_EPSILON, log_scale=None)
 
-    def backward(self, x, projection, features, grad_base, grad_log_scale):
+    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None):
         # relu(pre) > 0 exactly where base > eps (up to pre below eps's rounding, ~1e-10 in float32).
         grad_pre = grad_base.masked_fill_(features.base <= RELU_EPSILON, 0.0)
-        return grad_pre if projection is None else grad_pre @ _scaled_projection(projection, x)
+        if projection is None:
+            return grad_pre if out is None else out.copy_(grad_pre)
+        return torch.matmul(grad_pre, _scaled_projection(projection, x), out=out)
 
 
 KERNELS: dict[str, Kernel] = {

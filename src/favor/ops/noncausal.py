@@ -17,7 +17,7 @@ import torch
 
 from favor.ops.common import (
     KeyTile,
-    Scratch,
+    Workspace,
     augment_values,
     bmm_add,
     divide,
@@ -40,13 +40,30 @@ def _keep(keep: torch.Tensor | None, start: int, end: int) -> torch.Tensor | Non
     return None if keep is None else keep[..., start:end]
 
 
+def _offset(offsets: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
+    return None if offsets is None else offsets[:, :, start:end]
+
+
 def _key_tile(
-    kernel: Kernel, k, projection, keep, start: int, end: int, scratch: Scratch, nb_features: int
+    kernel: Kernel, k, projection, keep, offsets, start: int, end: int, ws: Workspace, nb_features: int
 ) -> tuple[torch.Tensor, KeyTile]:
-    """Keys ``start:end`` and their :class:`KeyTile`, with the features written into ``scratch``."""
-    k_tile = k[:, :, start:end]
-    out = scratch.take(*k_tile.shape[:-1], nb_features)
-    return k_tile, key_tile(kernel, k_tile, projection, _keep(keep, start, end), out)
+    """Keys ``start:end`` (a dense copy in ``ws``) and their :class:`KeyTile`, features in ``ws``.
+
+    ``offsets``: ``(B, H, L)`` feature offsets saved by the forward pass, or None to compute them.
+    """
+    k_tile = ws.dense("k_rows", k[:, :, start:end])
+    out = ws.take("keys", *k_tile.shape[:-1], nb_features)
+    offset = _offset(offsets, start, end)
+    return k_tile, key_tile(kernel, k_tile, projection, _keep(keep, start, end), out, offset)
+
+
+def _query_tile(
+    kernel: Kernel, q, projection, offsets, start: int, end: int, ws: Workspace, nb_features: int
+):
+    """Queries ``start:end`` (a dense copy in ``ws``) and their features (no ``log_scale``), in ``ws``."""
+    q_tile = ws.dense("q_rows", q[:, :, start:end])
+    out = ws.take("query", *q_tile.shape[:-1], nb_features)
+    return q_tile, kernel.forward(q_tile, projection, out, offset=_offset(offsets, start, end), scale=False)
 
 
 class _Bidirectional(torch.autograd.Function):
@@ -54,76 +71,95 @@ class _Bidirectional(torch.autograd.Function):
     def forward(ctx, q, k, v, projection, keep, kernel: Kernel, rows: int):
         batch, heads, length, head_dim = v.shape
         tiles = _tiles(length, rows)
-        context = None  # (B, H, M, d + 1), relative to the running frame
+        # (B, H, M, d + 1), relative to the running frame
+        context = v.new_zeros(batch, heads, kernel.nb_features(projection, head_dim), head_dim + 1)
         frame = v.new_full((batch, heads, 1), float("-inf"))  # running max of log_scale over real keys
         nb_features = kernel.nb_features(projection, head_dim)
-        scratch = Scratch(v, batch * heads * rows * nb_features)
+        ws = Workspace(v)
+        # The feature maps' row maxima, kept so that the backward pass need not take them again.
+        q_offsets, k_offsets = (
+            v.new_empty(batch, heads, length) if kernel.has_offset else None for _ in "qk"
+        )
         for start, end in tiles:
-            _, tile = _key_tile(kernel, k, projection, keep, start, end, scratch, nb_features)
+            _, tile = _key_tile(kernel, k, projection, keep, None, start, end, ws, nb_features)
+            if k_offsets is not None:
+                k_offsets[:, :, start:end] = tile.features.offset
             new_frame = torch.maximum(frame, tile.log_scale.amax(dim=-1, keepdim=True))
-            if context is not None:
+            if start > 0:
                 # exp(old - new) <= 1; the context is still zero while every key so far was padding.
                 decay = torch.where(torch.isfinite(frame), torch.exp(frame - new_frame), 0.0)
                 context.mul_(decay.unsqueeze(-1))
             frame = new_frame
             # -inf only while every key so far is padding; any finite value works there.
-            tile.weigh(v[:, :, start:end], torch.nan_to_num(frame, neginf=0.0))
-            part = tile.features.base.transpose(-2, -1) @ tile.v_aug
-            context = part if context is None else context.add_(part)
+            v_tile = ws.dense("v_rows", v[:, :, start:end])
+            tile.weigh(
+                v_tile,
+                torch.nan_to_num(frame, neginf=0.0),
+                ws.take("values", *v_tile.shape[:-1], head_dim + 1),
+            )
+            bmm_add(context, tile.features.base.transpose(-2, -1), tile.v_aug)
         frame = torch.nan_to_num(frame, neginf=0.0)
 
         out = v.new_empty(batch, heads, length, head_dim)
         safe = v.new_empty(batch, heads, length, 1)
         passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
         for start, end in tiles:
-            q_tile = q[:, :, start:end]
-            query_base = kernel.forward(
-                q_tile, projection, scratch.take(*q_tile.shape[:-1], nb_features)
-            ).base
-            out[:, :, start:end], safe[:, :, start:end], passes[:, :, start:end] = divide(
-                query_base @ context
+            _, query = _query_tile(kernel, q, projection, None, start, end, ws, nb_features)
+            if q_offsets is not None:
+                q_offsets[:, :, start:end] = query.offset
+            out_aug = torch.matmul(
+                query.base, context, out=ws.take("out", *query.base.shape[:-1], head_dim + 1)
             )
+            out[:, :, start:end], safe[:, :, start:end], passes[:, :, start:end] = divide(out_aug, ws)
 
-        ctx.save_for_backward(q, k, v, projection, keep, context, frame, out, safe, passes)
+        ctx.save_for_backward(
+            q, k, v, projection, keep, context, frame, out, safe, passes, q_offsets, k_offsets
+        )
         ctx.kernel, ctx.tiles, ctx.rows = kernel, tiles, rows
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        q, k, v, projection, keep, context, frame, out, safe, passes = ctx.saved_tensors
+        q, k, v, projection, keep, context, frame, out, safe, passes, q_offsets, k_offsets = ctx.saved_tensors
         kernel = ctx.kernel
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         grad_context = torch.zeros_like(context)
         batch, heads, _, head_dim = v.shape
         nb_features = kernel.nb_features(projection, head_dim)
-        scratch = Scratch(v, batch * heads * ctx.rows * nb_features)
-        grad_scratch = Scratch(v, batch * heads * ctx.rows * nb_features)
+        ws = Workspace(v)
         for start, end in ctx.tiles:
             rows = slice(start, end)
             grad_aug = divide_backward(
-                grad[:, :, rows], out[:, :, rows], safe[:, :, rows], passes[:, :, rows]
+                ws.dense("grad_rows", grad[:, :, rows]),
+                out[:, :, rows],
+                safe[:, :, rows],
+                passes[:, :, rows],
+                ws,
             )
-            q_tile = q[:, :, rows]
-            features = kernel.forward(q_tile, projection, scratch.take(*q_tile.shape[:-1], nb_features))
+            q_tile, features = _query_tile(kernel, q, projection, q_offsets, start, end, ws, nb_features)
             bmm_add(grad_context, features.base.transpose(-2, -1), grad_aug)
             grad_base = torch.matmul(
-                grad_aug, context.transpose(-2, -1), out=grad_scratch.take(*q_tile.shape[:-1], nb_features)
+                grad_aug, context.transpose(-2, -1), out=ws.take("grad_base", *q_tile.shape[:-1], nb_features)
             )
-            grad_q[:, :, rows] = kernel.backward(q_tile, projection, features, grad_base, None)
+            grad_q[:, :, rows] = kernel.backward(
+                q_tile, projection, features, grad_base, None, out=ws.take("grad_q", *q_tile.shape)
+            )
         for start, end in ctx.tiles:
             rows = slice(start, end)
-            k_tile, tile = _key_tile(kernel, k, projection, keep, start, end, scratch, nb_features)
-            v_tile = v[:, :, rows]
-            tile.weigh(v_tile, frame)
+            k_tile, tile = _key_tile(kernel, k, projection, keep, k_offsets, start, end, ws, nb_features)
+            v_tile = ws.dense("v_rows", v[:, :, rows])
+            tile.weigh(v_tile, frame, ws.take("values", *v_tile.shape[:-1], head_dim + 1))
             grad_base = torch.matmul(
                 tile.v_aug,
                 grad_context.transpose(-2, -1),
-                out=grad_scratch.take(*k_tile.shape[:-1], nb_features),
+                out=ws.take("grad_base", *k_tile.shape[:-1], nb_features),
             )
-            grad_v_aug = tile.features.base @ grad_context
+            grad_v_aug = torch.matmul(
+                tile.features.base, grad_context, out=ws.take("grad_values", *tile.v_aug.shape)
+            )
             grad_k[:, :, rows], grad_v[:, :, rows] = key_tile_backward(
-                kernel, k_tile, v_tile, projection, tile, grad_base, grad_v_aug
+                kernel, k_tile, v_tile, projection, tile, grad_base, grad_v_aug, ws
             )
         return grad_q, grad_k, grad_v, None, None, None, None
 
