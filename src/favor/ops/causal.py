@@ -70,8 +70,9 @@ def _scan_(states: torch.Tensor, decays: torch.Tensor) -> None:
     Afterwards slot c + 1 holds the inclusive state ``E_c = a_c E_{c-1} + T_c``; the exclusive prefix
     that chunk c reads is ``P_c = a_c E_{c-1} = a_c * states[c]``.
     """
-    for c in range(decays.shape[0]):
-        states[c + 1].addcmul_(states[c], decays[c, :, :, None, None])
+    slots, factors = states.unbind(0), decays[..., None, None].unbind(0)  # views, taken once
+    for c, factor in enumerate(factors):
+        slots[c + 1].addcmul_(slots[c], factor)
 
 
 def _scan_backward_(grads: torch.Tensor, decays: torch.Tensor) -> None:
@@ -81,8 +82,9 @@ def _scan_backward_(grads: torch.Tensor, decays: torch.Tensor) -> None:
     With ``G_{c-1} = a_c (dP_c + G_c)`` and ``dT_c = G_c``, afterwards slot c holds G_{c-1}: slots
     1..n are dT_0..dT_{n-1} and slot 0 is the gradient of the carried state.
     """
-    for c in range(decays.shape[0] - 1, -1, -1):
-        grads[c].add_(grads[c + 1]).mul_(decays[c, :, :, None, None])
+    slots, factors = grads.unbind(0), decays[..., None, None].unbind(0)  # views, taken once
+    for c in range(len(factors) - 1, -1, -1):
+        slots[c].add_(slots[c + 1]).mul_(factors[c])
 
 
 def _chunks(t: torch.Tensor, start: int, end: int, chunk: int, value: float = 0.0) -> torch.Tensor:
