@@ -157,3 +157,14 @@ def test_trainer_loss_matches_the_models_own_loss(objective):
         model_labels = batch["input_ids"] if objective == "clm" else batch["labels"]
         expected = model(batch["input_ids"], padding_mask=batch["padding_mask"], labels=model_labels).loss
     assert float(total / count) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_time_limited_run_warns_when_the_schedule_spans_max_steps(tmp_path):
+    messages: list[str] = []
+    config = run_config_from_dict(tiny(max_steps=2, max_minutes=5.0))
+    train_run(config, out_dir=tmp_path / "a", echo=messages.append)
+    assert any("train.schedule_steps" in m and "max_steps=2" in m for m in messages)
+    messages.clear()
+    config = run_config_from_dict(tiny(max_steps=2, max_minutes=5.0, schedule_steps=2))
+    train_run(config, out_dir=tmp_path / "b", echo=messages.append)
+    assert not any("train.schedule_steps" in m for m in messages)

@@ -87,8 +87,9 @@ def favor_attention(
     Returns:
         ``(batch, heads, length, head_dim)`` in the dtype of ``v``.
 
-    Time O(L m d); memory O(L d + m d) bidirectional, O(L d + (L / R) m d) causal for tiles of R rows
-    (features are never stored: see :mod:`favor.ops.common`). ``mode="naive"`` is O(L^2) / O(L m d).
+    Time O(L m d); memory O(L d + m d) bidirectional, O(L (d + C) + (L / R) m d) causal for tiles of R
+    rows and chunks of C (features are never stored: see :mod:`favor.ops.common`). ``mode="naive"`` is
+    O(L^2) / O(L m d).
     """
     _check_qkv(q, k, v)
     if mode not in MODES:

@@ -8,10 +8,11 @@ values V_c (see :mod:`favor.ops.common`):
 where P_c = sum over earlier chunks of K^T V (the carried prefix state, ``(M, d + 1)`` per head).
 
 Chunks are grouped into tiles that fit in cache (see :mod:`favor.ops.common`). The forward pass sweeps the
-tiles in order, carrying the state, and stores only the state at each tile's start; the backward pass
+tiles in order, carrying the state, and stores the state at each tile's start, the masked chunk scores
+``tril(Q_c K_c^T)`` (C floats per position and head) and the feature maps' row maxima; the backward pass
 sweeps them in reverse, recomputing each tile's features and per-chunk states from that state and
-carrying the state's gradient back. Memory is O(L d + (L / R) M d) for tiles of R rows, never the
-O(L M d) of explicit prefix sums (see :func:`favor.ops.naive.naive_causal_attention`).
+carrying the state's gradient back. Memory is O(L (d + C) + (L / R) M d) for tiles of R rows, never
+the O(L M d) of explicit prefix sums (see :func:`favor.ops.naive.naive_causal_attention`).
 
 Inside a tile everything is **chunk-major**, ``(n, B, H, C, ...)`` for n chunks: the per-chunk products
 are then single batched matmuls on contiguous buffers, and the chunk states ``(n + 1, B, H, M, d + 1)``

@@ -150,7 +150,8 @@ class TrainConfig:
     # Decay after warmup down to min_lr_ratio * lr at schedule_steps: cosine, linear or constant.
     schedule: str = "cosine"
     min_lr_ratio: float = 0.1
-    # Horizon of the decay; None means max_steps. Set it to train a long schedule in several shorter runs.
+    # Horizon of the decay; None means max_steps. Set it to train a long schedule in several shorter runs,
+    # or when max_minutes will stop the run before max_steps (the run then prints a note saying so).
     schedule_steps: int | None = None
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)

@@ -164,6 +164,18 @@ def _time_up(trainer: Trainer, start: float, max_minutes: float | None) -> bool:
     return trainer.dist.all_reduce_sum([up if trainer.dist.is_main else 0.0])[0] > 0
 
 
+def _schedule_note(config: RunConfig) -> str | None:
+    """A warning when a time limit will likely stop the run before its learning rate has decayed."""
+    cfg = config.train
+    if cfg.max_minutes is None or cfg.schedule_steps is not None or cfg.schedule == "constant":
+        return None
+    return (
+        f"note: train.max_minutes={cfg.max_minutes:g} is set, but the {cfg.schedule} learning-rate decay "
+        f"spans train.max_steps={cfg.max_steps}; if time runs out first the rate never decays. Set "
+        "train.schedule_steps to the number of steps you expect to reach."
+    )
+
+
 def _run_loop(loop: _Loop, progress: Progress) -> str:
     trainer = loop.trainer
     cfg = trainer.config.train
@@ -231,6 +243,9 @@ def _train(
     if folder is not None:
         trainer.load(folder)
         say(f"resumed from {folder} at step {trainer.state.step}")
+    schedule_note = _schedule_note(config)
+    if schedule_note:
+        say(schedule_note)
     if dist.is_main:
         _prepare_dir(run_dir, config, trainer, resuming=folder is not None)
     dist.barrier()
