@@ -221,3 +221,27 @@ def test_inference_and_training_forward_agree(causal):
     with torch.no_grad():
         inferred = favor_attention(q, k, v, w, causal=causal, chunk_size=4, tile_size=8)
     torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=0)
+
+
+def test_scaled_projection_is_reused_only_while_unchanged():
+    from favor.ops.features import _scaled_projection
+
+    x = torch.randn(2, 8)
+    w = torch.randn(4, 8)
+    with torch.no_grad():
+        first = _scaled_projection(w, x)
+        assert _scaled_projection(w, x) is first  # reused within the tiled ops
+        w.mul_(2.0)  # an in-place redraw bumps the version counter: rebuilt
+        torch.testing.assert_close(_scaled_projection(w, x), 2.0 * first)
+        assert _scaled_projection(w.clone(), x) is not _scaled_projection(w, x)
+    with torch.inference_mode():
+        frozen = torch.randn(4, 8)  # inference tensors have no version counter: never reused
+        torch.testing.assert_close(_scaled_projection(frozen, x), frozen * 8**-0.25)
+    (q, k, v), proj = _inputs(9)
+    with torch.no_grad():
+        before = favor_attention(q, k, v, proj)
+        proj.copy_(random_projection(16, 8, generator=torch.Generator().manual_seed(9), dtype=proj.dtype))
+        after = favor_attention(q, k, v, proj)
+        fresh = favor_attention(q, k, v, proj.clone())
+    torch.testing.assert_close(after, fresh, rtol=0, atol=0)
+    assert not torch.allclose(after, before)

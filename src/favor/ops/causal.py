@@ -119,9 +119,9 @@ class _Tile:
     def __init__(
         self, kernel, q, k, v, projection, keep, start, end, chunk, start_frame, carried, ws, recorded=None
     ):
-        """``recorded``: the forward pass's ``(frames, query offsets, key offsets)`` for these chunks, or
-        None (forward: computed here)."""
-        frames, q_offset, k_offset = (None, None, None) if recorded is None else recorded
+        """``recorded``: the forward pass's ``(frames, decays, query offsets, key offsets)`` for these
+        chunks, or None (forward: computed here)."""
+        frames, decays, q_offset, k_offset = (None,) * 4 if recorded is None else recorded
         # Contiguous chunk-major copies: every later op then runs on dense memory.
         self.q_rows = ws.dense("q_rows", _chunks(q, start, end, chunk))  # (n, B, H, C, d)
         self.k_rows = ws.dense("k_rows", _chunks(k, start, end, chunk))
@@ -141,7 +141,7 @@ class _Tile:
             chunk_max = torch.cat([start_frame.unsqueeze(0), log_scale.amax(dim=-1)])
             frames = chunk_max.cummax(dim=0).values[1:]
         self.frames = frames  # (n, B, H), -inf only where no real key has been seen yet
-        self.decays = _decays(frames, start_frame)
+        self.decays = _decays(frames, start_frame) if decays is None else decays
         self.keys.weigh(
             self.v_rows,
             torch.nan_to_num(frames, neginf=0.0).unsqueeze(-1),
@@ -172,19 +172,20 @@ class _Causal(torch.autograd.Function):
     def forward(ctx, q, k, v, projection, keep, initial_context, initial_frame, kernel, chunk, rows):
         batch, heads, length, head_dim = v.shape
         out = v.new_empty(batch, heads, length, head_dim)
-        safe = v.new_empty(batch, heads, length, 1)
-        passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
         tiles = [(start, min(start + rows, length)) for start in range(0, length, rows)]
+        n_chunks = sum(-(-(end - start) // chunk) for start, end in tiles)
+        # The guarded denominators, chunk-major as the backward reads them.
+        safe = v.new_empty(n_chunks, batch, heads, chunk, 1)
+        passes = torch.empty(n_chunks, batch, heads, chunk, 1, dtype=torch.bool, device=v.device)
         start_contexts = v.new_empty(len(tiles), *initial_context.shape)  # (tiles, B, H, M, D)
         start_frames = v.new_empty(len(tiles), batch, heads)
         carried, frame = initial_context, initial_frame
-        frames = []
+        frames, decays = [], []
         ws = Workspace(v)
         # Kept for the backward when there will be one, chunk-major: the masked chunk scores (L C floats
         # per head, cheaper to keep than the chunk products that would recompute them) and the feature
         # maps' row maxima (L floats per head; the backward need not take them again).
         training = any(ctx.needs_input_grad[:3])
-        n_chunks = sum(-(-(end - start) // chunk) for start, end in tiles)
         all_scores = v.new_empty(n_chunks, batch, heads, chunk, chunk) if training else None
         keep_offsets = training and kernel.has_offset
         q_offsets, k_offsets = (
@@ -196,22 +197,23 @@ class _Causal(torch.autograd.Function):
             start_frames[index].copy_(frame)
             tile = _Tile(kernel, q, k, v, projection, keep, start, end, chunk, frame, carried, ws)
             n = tile.frames.shape[0]
+            here = slice(done, done + n)
+            done += n
             if keep_offsets:
-                q_offsets[done : done + n] = tile.query.offset
-                k_offsets[done : done + n] = tile.keys.features.offset
+                q_offsets[here] = tile.query.offset
+                k_offsets[here] = tile.keys.features.offset
             q_f, k_f, v_aug = tile.q_features, tile.k_features, tile.keys.v_aug
             out_aug = torch.matmul(q_f, tile.states[:n], out=ws.take("out", *v_aug.shape))
             out_aug.mul_(tile.decays[..., None, None])  # Q_c P_c = a_c Q_c E_{c-1}
-            scores = all_scores[done : done + n] if training else ws.take("scores", *q_f.shape[:-1], chunk)
+            scores = all_scores[here] if training else ws.take("scores", *q_f.shape[:-1], chunk)
             torch.matmul(q_f, k_f.transpose(-2, -1), out=scores).tril_()
             bmm_add(out_aug, scores, v_aug)
-            done += n
             quotient, safe_c, passes_c = divide(out_aug, ws)
             _write(out, start, end, quotient)
-            _write(safe, start, end, safe_c)
-            _write(passes, start, end, passes_c)
+            safe[here], passes[here] = safe_c, passes_c
             carried, frame = tile.final, tile.frames[-1]
             frames.append(tile.frames)
+            decays.append(tile.decays)
         final = carried.clone()
         ctx.save_for_backward(
             q,
@@ -223,6 +225,7 @@ class _Causal(torch.autograd.Function):
             safe,
             passes,
             torch.cat(frames),
+            torch.cat(decays),
             start_contexts,
             start_frames,
             all_scores,
@@ -238,8 +241,8 @@ class _Causal(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad, grad_final, _grad_frame):
         saved = ctx.saved_tensors
-        q, k, v, projection, keep, out, safe, passes, frames, start_contexts, start_frames = saved[:11]
-        all_scores, q_offsets, k_offsets = saved[11:]
+        q, k, v, projection, keep, out, safe, passes, frames, decays, start_contexts = saved[:11]
+        start_frames, all_scores, q_offsets, k_offsets = saved[11:]
         kernel, chunk = ctx.kernel, ctx.chunk
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         running = torch.zeros_like(start_contexts[0]) if grad_final is None else grad_final
@@ -250,7 +253,7 @@ class _Causal(torch.autograd.Function):
             n = -(-(end - start) // chunk)
             n_done -= n
             here = slice(n_done, n_done + n)
-            recorded = [None if t is None else t[here] for t in (frames, q_offsets, k_offsets)]
+            recorded = [None if t is None else t[here] for t in (frames, decays, q_offsets, k_offsets)]
             tile = _Tile(
                 kernel,
                 q,
@@ -270,8 +273,8 @@ class _Causal(torch.autograd.Function):
             grad_aug = divide_backward(
                 _chunks(grad, start, end, chunk),
                 _chunks(out, start, end, chunk),
-                _chunks(safe, start, end, chunk, 1.0),
-                _chunks(passes, start, end, chunk, False),
+                safe[here],
+                passes[here],
                 ws,
             )
             scores = all_scores[here]  # tril(Q_c K_c^T), kept by the forward

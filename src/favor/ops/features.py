@@ -51,12 +51,33 @@ class Features:
     offset: torch.Tensor | None = None
 
 
-def _scaled_projection(projection: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    # Scaling W by d^-1/4 is the same as scaling x, on an (m, d) matrix instead of (B, H, L, d).
+# The last weight _scaled_projection built, per variant: (projection, key, weight).
+_LAST_WEIGHT: dict[bool, tuple[torch.Tensor, tuple, torch.Tensor]] = {}
+
+
+def _scaled_projection(projection: torch.Tensor, x: torch.Tensor, *, stacked: bool = False) -> torch.Tensor:
+    """``W d^-1/4`` (``[W; -W] d^-1/4`` when ``stacked``) in ``x``'s dtype.
+
+    Scaling W by d^-1/4 is the same as scaling x, on an (m, d) matrix instead of (B, H, L, d). The tiled
+    ops call the kernels several times per tile with one projection, so while autograd is off (as inside
+    their forward and backward) the last weight is reused for the same projection tensor, unless that
+    tensor was modified in place since (its version counter says so).
+    """
     head_dim = x.shape[-1]
     if projection.shape[-1] != head_dim:
         raise ValueError(f"projection has {projection.shape[-1]} columns but head_dim is {head_dim}")
-    return projection.to(x.dtype) * head_dim**-0.25
+    reuse = not torch.is_grad_enabled() and not projection.is_inference()
+    if reuse:
+        key = (projection._version, x.dtype, x.device, head_dim)
+        last = _LAST_WEIGHT.get(stacked)
+        if last is not None and last[0] is projection and last[1] == key:
+            return last[2]
+    weight = projection.to(x.dtype) * head_dim**-0.25
+    if stacked:
+        weight = torch.cat([weight, -weight])
+    if reuse:
+        _LAST_WEIGHT[stacked] = (projection, key, weight)
+    return weight
 
 
 def _project(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -145,8 +166,7 @@ class ExpKernel(Kernel):
         return projection.shape[0] * (2 if self.hyperbolic else 1)
 
     def _weight(self, projection: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        w = _scaled_projection(projection, x)
-        return torch.cat([w, -w]) if self.hyperbolic else w
+        return _scaled_projection(projection, x, stacked=self.hyperbolic)
 
     def forward(self, x, projection, out=None, *, offset=None, scale=True):
         logits = _project(x, self._weight(projection, x), out)
