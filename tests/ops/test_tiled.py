@@ -245,3 +245,17 @@ def test_scaled_projection_is_reused_only_while_unchanged():
         fresh = favor_attention(q, k, v, proj.clone())
     torch.testing.assert_close(after, fresh, rtol=0, atol=0)
     assert not torch.allclose(after, before)
+
+
+def test_gradient_through_the_carried_state_alone():
+    # The second call's q, k, v need no gradient; its initial state does (it came from the first call).
+    (q, k, v), w = _inputs(13, d=4, m=8)
+    late = [t[:, :, 6:].detach() for t in (q, k, v)]
+    _, state = favor_attention_step(q[:, :, :6], k[:, :, :6], v[:, :, :6], w, None, chunk_size=4)
+    second, _ = favor_attention_step(*late, w, state, chunk_size=4)
+    got = torch.autograd.grad(second.sum(), (q, k, v))
+    whole = [torch.cat([t[:, :, :6], rest], dim=2) for t, rest in zip((q, k, v), late, strict=True)]
+    reference = favor_attention(*whole, w, causal=True, chunk_size=4)[:, :, 6:]
+    want = torch.autograd.grad(reference.sum(), (q, k, v))
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)

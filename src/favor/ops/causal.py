@@ -163,7 +163,7 @@ class _Tile:
 
     @property
     def final(self) -> torch.Tensor:
-        """The inclusive state after the tile's last chunk (a view of the scratch buffer)."""
+        """The inclusive state after the tile's last chunk (a view into the workspace)."""
         return self.states[-1]
 
 
@@ -185,7 +185,7 @@ class _Causal(torch.autograd.Function):
         # Kept for the backward when there will be one, chunk-major: the masked chunk scores (L C floats
         # per head, cheaper to keep than the chunk products that would recompute them) and the feature
         # maps' row maxima (L floats per head; the backward need not take them again).
-        training = any(ctx.needs_input_grad[:3])
+        training = any(ctx.needs_input_grad)
         all_scores = v.new_empty(n_chunks, batch, heads, chunk, chunk) if training else None
         keep_offsets = training and kernel.has_offset
         q_offsets, k_offsets = (
