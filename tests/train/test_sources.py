@@ -218,3 +218,18 @@ def test_text_config_fills_in_the_vocabulary_and_round_trips():
     assert run.model.vocab_size == CharVocabulary.bytes().vocab_size and run.model.causal
     assert run_config_from_dict(run.to_dict()) == run
     assert "timeseries" not in run.to_dict()["data"]
+
+
+def test_carried_state_round_trips_through_named_tensors():
+    from favor.models.outputs import DecodingState
+    from favor.train.tbptt import carry_from_tensors, carry_to_tensors
+
+    h, c, g = torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.randn(1, 3, 4)
+    tensors, layout = carry_to_tensors(DecodingState(position=16, layers=[(h, c), g]))
+    assert layout == [2, 0] and set(tensors) == {"layer0.0", "layer0.1", "layer1"}
+    back = carry_from_tensors(tensors, layout, "cpu")
+    assert back.position == 0 and torch.equal(back.layers[0][1], c) and torch.equal(back.layers[1], g)
+    with pytest.raises(ValueError, match="layer1"):
+        carry_from_tensors({"layer0.0": h, "layer0.1": c}, layout, "cpu")
+    with pytest.raises(TypeError, match="layer 0"):
+        carry_to_tensors(DecodingState(layers=[{"k": h}]))

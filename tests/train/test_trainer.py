@@ -168,3 +168,37 @@ def test_a_time_limited_run_warns_when_the_schedule_spans_max_steps(tmp_path):
     config = run_config_from_dict(tiny(max_steps=2, max_minutes=5.0, schedule_steps=2))
     train_run(config, out_dir=tmp_path / "b", echo=messages.append)
     assert not any("train.schedule_steps" in m for m in messages)
+
+
+def tiny_tbptt(**train) -> dict:
+    """A recurrent model reading parallel text streams in windows, carrying its state between them."""
+    return {
+        "model": {"backbone": "lstm", "d_model": 8, "n_layers": 1, "max_length": 16, "dropout": 0.1},
+        "data": {"source": "text", "max_length": 16, "max_tokens": 64, "valid": "none"},
+        "train": {
+            "objective": "clm",
+            "tbptt": 16,
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "max_steps": 6,
+            "schedule_steps": 6,
+            "checkpoint_interval": 2,
+            "log_interval": 1,
+            "cpu_threads": 1,
+            **train,
+        },
+    }
+
+
+def test_a_resumed_tbptt_run_continues_its_carried_state(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_run(run_config_from_dict(tiny_tbptt()), out_dir=full, quiet=True)
+    train_run(run_config_from_dict(tiny_tbptt(max_steps=4)), out_dir=part, quiet=True)
+    saved = part / "checkpoints" / "step-00000004"
+    assert (saved / "carry.safetensors").is_file()
+    assert json.loads((saved / "trainer.json").read_text())["trainer"]["carry_layout"] == [2]
+    resumed = train_run(run_config_from_dict(tiny_tbptt()), out_dir=part, resume=part, quiet=True)
+    assert resumed["steps"] == 6 and resumed["steps_this_run"] == 2
+    expected, got = _weights(full), _weights(part)
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name

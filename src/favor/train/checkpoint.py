@@ -6,6 +6,8 @@ Layout of ``RUN_DIR/checkpoints/``::
         model/config.json, model/model.safetensors   the model (favor.models.save_pretrained)
         optimizer.safetensors                         AdamW moments and step counts, "state.<param>.<key>"
         rng.safetensors                               torch generator states (CPU, CUDA) of every rank
+        carry.safetensors                             the recurrent state carried between TBPTT windows
+                                                      (only under train.tbptt; layout in trainer.json)
         trainer.json                                  scalars: step, optimizer groups, scheduler, data
                                                       position, early stopping
         manifest.json                                 SHA-256 and size of every file above
@@ -23,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,9 @@ FORMAT_VERSION = 1
 LATEST = "latest"
 
 
+CARRY_FILE = "carry.safetensors"
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written or read; the message names the file."""
 
@@ -63,6 +68,7 @@ class Checkpoint:
     trainer: dict[str, Any]
     rng_tensors: dict[str, torch.Tensor]
     rng_meta: dict[str, Any]
+    carry_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -157,8 +163,12 @@ def save_checkpoint(
     rng_tensors: dict[str, torch.Tensor],
     rng_meta: dict[str, Any],
     keep: int = 2,
+    carry_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``checkpoints/step-<step>/`` atomically, point ``latest`` at it, keep the newest ``keep``."""
+    """Write ``checkpoints/step-<step>/`` atomically, point ``latest`` at it, keep the newest ``keep``.
+
+    ``carry_tensors``: a TBPTT carried state (see `favor.train.tbptt.carry_to_tensors`), or None.
+    """
     _check_finite(model)
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -168,7 +178,9 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_contents(tmp, model, optimizer, scheduler, {**trainer, "step": step}, rng_tensors, rng_meta)
+        _write_contents(
+            tmp, model, optimizer, scheduler, {**trainer, "step": step}, rng_tensors, rng_meta, carry_tensors
+        )
         if final.exists():
             # Rewriting the same step (e.g. a resumed run that stops where it started).
             old = root / f".old-{name}-{os.getpid()}"
@@ -196,11 +208,16 @@ def _write_contents(
     trainer: dict[str, Any],
     rng_tensors: dict[str, torch.Tensor],
     rng_meta: dict[str, Any],
+    carry_tensors: dict[str, torch.Tensor] | None = None,
 ) -> None:
     save_pretrained(model, folder / "model")
     opt_tensors, opt_meta = _optimizer_to_files(optimizer.state_dict())
     save_file(opt_tensors, str(folder / "optimizer.safetensors"))
     save_file({k: v.contiguous() for k, v in rng_tensors.items()}, str(folder / "rng.safetensors"))
+    if carry_tensors:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in carry_tensors.items()}, str(folder / CARRY_FILE)
+        )
     state = {
         "format_version": FORMAT_VERSION,
         "trainer": trainer,
@@ -293,4 +310,5 @@ def load_checkpoint(folder: str | os.PathLike, *, model: nn.Module) -> Checkpoin
         trainer=state["trainer"],
         rng_tensors=_read_tensors(folder / "rng.safetensors"),
         rng_meta=state["rng"],
+        carry_tensors=_read_tensors(folder / CARRY_FILE) if (folder / CARRY_FILE).exists() else {},
     )

@@ -43,7 +43,7 @@ from favor.train.config import RunConfig
 from favor.train.data import build_run_data
 from favor.train.distributed import DistContext
 from favor.train.optim import build_optimizer, build_scheduler
-from favor.train.tbptt import tbptt_window
+from favor.train.tbptt import carry_from_tensors, carry_to_tensors, tbptt_window
 
 __all__ = ["Trainer", "TrainerState", "StepResult"]
 
@@ -255,6 +255,9 @@ class Trainer:
             "loader": self.data.train_loader.state_dict(),
             "world_size": self.dist.world_size,
         }
+        carry_tensors = None
+        if self._carry is not None:  # TBPTT (one process): the streams' state travels with the checkpoint
+            carry_tensors, trainer["carry_layout"] = carry_to_tensors(self._carry)
         self.dist.barrier()
         folder = None
         if self.dist.is_main:
@@ -268,6 +271,7 @@ class Trainer:
                 rng_tensors=tensors,
                 rng_meta=rng_meta,
                 keep=self.config.train.keep_checkpoints,
+                carry_tensors=carry_tensors,
             )
         self.dist.barrier()
         return folder
@@ -286,8 +290,8 @@ class Trainer:
         loader_state = {k: v for k, v in ckpt.trainer["loader"].items() if k != "rank"}
         self.data.train_loader.load_state_dict(loader_state)
         self._iterator = None
-        # The carried TBPTT state is not checkpointed: a resumed run restarts its streams' state at zero.
-        self._carry = None
+        layout = ckpt.trainer.get("carry_layout")
+        self._carry = None if layout is None else carry_from_tensors(ckpt.carry_tensors, layout, self.device)
         known = set(TrainerState.__dataclass_fields__)
         self.state = TrainerState(**{k: v for k, v in ckpt.trainer.items() if k in known})
         restore_rng_state(ckpt.rng_tensors, prefix=f"rank{self.dist.rank}.", device=self.device)
