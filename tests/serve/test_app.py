@@ -210,3 +210,41 @@ def test_openapi_schema_lists_every_route(client):
         schema["paths"]
     )
     assert "EmbedRequest" in schema["components"]["schemas"]
+
+
+@pytest.fixture(scope="module")
+def char_client(tmp_path_factory):
+    from favor.data.text import VOCAB_FILE, CharVocabulary
+
+    vocab = CharVocabulary.ascii()
+    folder = save_tiny(
+        tmp_path_factory.mktemp("char"), backbone="lstm", task="clm", causal=True, vocab_size=vocab.vocab_size
+    )
+    vocab.save(folder / VOCAB_FILE)
+    with TestClient(create_app(folder, settings=ServeSettings(max_wait_ms=0))) as c:
+        yield c
+
+
+def test_character_model_generates_text(char_client):
+    assert char_client.get("/health").json()["routes"] == ["/generate"]
+    request = {"prompt": "def f(x):", "max_new_tokens": 20, "temperature": 1.0, "seed": 3}
+    first, second = (char_client.post("/generate", json=request).json() for _ in range(2))
+    assert first == second and first["sequence"] == "def f(x):" + first["generated"]
+    # No end token: exactly max_new_tokens printable characters (never <pad> or <unk>).
+    assert len(first["generated"]) == 20 and not first["finished"]
+    assert all(ch == "\n" or " " <= ch <= "~" for ch in first["generated"])
+
+
+def test_character_model_refuses_protein_routes_and_bad_prompts(char_client):
+    response = char_client.post("/embed", json={"sequences": ["MKT"]})
+    assert response.status_code == 400 and "POST /generate only" in response.json()["detail"]
+    for body, needle in (
+        ({"prompt": "caf\u00e9", "max_new_tokens": 2}, "unknown character '\u00e9' (U+00E9) at position 4"),
+        ({"prompt": "", "max_new_tokens": 2}, "empty"),
+        (
+            {"prompt": "abc", "max_new_tokens": 46},
+            "3 prompt characters + 46 new tokens exceed the model's 48",
+        ),
+    ):
+        response = char_client.post("/generate", json=body)
+        assert response.status_code == 422 and needle in response.json()["detail"], response.json()

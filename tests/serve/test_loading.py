@@ -127,3 +127,17 @@ def test_alphabet_must_fit_the_vocabulary(model_dir):
     (model_dir / "alphabet.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match=r"alphabet\.json: not a valid alphabet"):
         load_served_model(model_dir)
+
+
+def test_character_vocabulary_must_fit_the_model(model_dir):
+    from favor.data.text import VOCAB_FILE, CharVocabulary
+
+    CharVocabulary.ascii().save(model_dir / VOCAB_FILE)
+    with pytest.raises(ModelLoadError, match=r"vocab_size=29 does not match .*vocab\.json's 98 tokens"):
+        load_served_model(model_dir)
+    (model_dir / VOCAB_FILE).write_text("{not json")
+    with pytest.raises(ModelLoadError, match=r"vocab\.json"):
+        load_served_model(model_dir)
+    # An alphabet beside it says the model reads proteins: the vocabulary file is not consulted.
+    (model_dir / "alphabet.json").write_text(json.dumps(Alphabet.protein().to_dict()))
+    assert load_served_model(model_dir).vocabulary is None

@@ -132,7 +132,9 @@ class MetricsMiddleware:
             self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - start)
 
 
-def _served_routes(task: str) -> list[str]:
+def _served_routes(task: str, *, text: bool = False) -> list[str]:
+    if text:  # a character model: text generation only
+        return ["/generate"] if task == "clm" else []
     routes = ["/embed"]
     if task == "mlm":
         routes += ["/fill-mask", "/score"]
@@ -274,7 +276,7 @@ def _add_service_routes(app: FastAPI, engine: InferenceEngine, metrics: Metrics)
             "n_layers": config.n_layers,
             "d_model": config.d_model,
             "max_residues": engine.max_residues,
-            "routes": _served_routes(config.task),
+            "routes": _served_routes(config.task, text=engine.vocabulary is not None),
         }
 
     @app.get("/metrics", response_class=PlainTextResponse)

@@ -55,6 +55,8 @@ class InferenceEngine:
         self.served = served
         self.model = served.model.eval()
         self.alphabet = served.alphabet
+        # A character model's vocabulary (it serves text generation only), or None for a protein model.
+        self.vocabulary = served.vocabulary
         self.config = served.model.config
         limits = limits or EngineLimits()
         model_limit = self.config.max_length - 2
@@ -70,7 +72,7 @@ class InferenceEngine:
         self.max_batch_tokens = max(limits.max_batch_tokens, self.max_residues + 2)
         self.max_batch_rows = limits.max_batch_rows
         self.device = next(self.model.parameters()).device
-        self.residue_ids = torch.tensor(self.alphabet.residue_ids)
+        self.residue_ids = None if self.alphabet is None else torch.tensor(self.alphabet.residue_ids)
         # Called after every forward pass with (rows, padded tokens, seconds): the metrics hook.
         self.on_forward: Callable[[int, int, float], None] | None = None
 
@@ -101,6 +103,10 @@ class InferenceEngine:
 
         Errors name ``where`` (e.g. ``sequences[2]``), the 1-based residue position and the character.
         """
+        if self.alphabet is None:
+            raise TaskError(
+                "this model reads text (a character vocabulary, vocab.json): it serves POST /generate only"
+            )
         marked = sequence.replace(MASK_MARKERS[0], MASK_MARKERS[1]) if masks else sequence
         if not marked:
             raise InputError(f"{where}: empty sequence")

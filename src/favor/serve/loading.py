@@ -10,8 +10,10 @@ Accepted paths, tried in this order:
 When the model folder sits inside a training checkpoint whose ``manifest.json`` lists it, its files are
 checked against the recorded size and SHA-256 first, so a truncated or modified file is named before any
 tensor is read. The alphabet comes from ``alphabet.json`` next to ``config.json`` (or in the run directory)
-when there is one (`favor.data.Alphabet.to_dict` format), else `Alphabet.protein()`; either way its
-size must equal the model's ``vocab_size``.
+when there is one (`favor.data.Alphabet.to_dict` format); a character model trained on text carries the
+``vocab.json`` its run saved (`favor.data.text.CharVocabulary`) and serves ``POST /generate`` only; any
+other model reads proteins with `Alphabet.protein()`. Either way the vocabulary's size must equal the
+model's ``vocab_size``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 
 from favor.data import Alphabet
+from favor.data.text import VOCAB_FILE, CharVocabulary
 from favor.models import SequenceModel, load_pretrained
 from favor.models.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
@@ -39,11 +42,16 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class ServedModel:
-    """A loaded model in eval mode with the alphabet its token ids come from."""
+    """A loaded model in eval mode with the vocabulary its token ids come from.
+
+    alphabet: the protein alphabet, or None for a character model (then ``vocabulary`` is its
+        `CharVocabulary`, and the model serves text generation only).
+    """
 
     model: SequenceModel
-    alphabet: Alphabet
+    alphabet: Alphabet | None
     path: Path
+    vocabulary: CharVocabulary | None = None
 
     @property
     def config(self):
@@ -111,6 +119,25 @@ def _verify_manifest(model_dir: Path) -> None:
             raise ModelLoadError(f"{path}: SHA-256 does not match {manifest_path} (file was modified)")
 
 
+def _load_vocabulary(model_dir: Path, vocab_size: int | None) -> CharVocabulary | None:
+    """A character model's vocabulary (``vocab.json`` beside the weights or in the run), or None."""
+    for candidate in (model_dir / VOCAB_FILE, model_dir.parent / VOCAB_FILE):
+        if candidate.is_file():
+            try:
+                vocabulary = CharVocabulary.load(candidate)
+            except (UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+                raise ModelLoadError(
+                    str(error) if str(candidate) in str(error) else f"{candidate}: {error}"
+                ) from None
+            if vocab_size != vocabulary.vocab_size:
+                raise ModelLoadError(
+                    f"{model_dir / CONFIG_NAME}: vocab_size={vocab_size} does not match {candidate}'s "
+                    f"{vocabulary.vocab_size} tokens"
+                )
+            return vocabulary
+    return None
+
+
 def _load_alphabet(model_dir: Path, vocab_size: int | None) -> Alphabet:
     alphabet = Alphabet.protein()
     for candidate in (model_dir / ALPHABET_NAME, model_dir.parent / ALPHABET_NAME):
@@ -142,8 +169,10 @@ def load_served_model(path: str | os.PathLike, *, device: str | torch.device = "
         raise ModelLoadError(str(error)) from None
     if model.config.vocab_size is None:
         raise ModelLoadError(f"{model_dir / CONFIG_NAME}: the model has no token embedding (vocab_size=null)")
-    alphabet = _load_alphabet(model_dir, model.config.vocab_size)
+    has_alphabet = any((d / ALPHABET_NAME).is_file() for d in (model_dir, model_dir.parent))
+    vocabulary = None if has_alphabet else _load_vocabulary(model_dir, model.config.vocab_size)
+    alphabet = None if vocabulary is not None else _load_alphabet(model_dir, model.config.vocab_size)
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
-    return ServedModel(model=model, alphabet=alphabet, path=model_dir)
+    return ServedModel(model=model, alphabet=alphabet, path=model_dir, vocabulary=vocabulary)

@@ -99,10 +99,13 @@ class ScoreResponse(BaseModel):
 class GenerateRequest(_Request):
     prompt: str = Field(
         default="",
-        json_schema_extra={"pattern": "^[A-Za-z]*$"},
-        description="Residues to continue (may be empty).",
+        description="Residues to continue (may be empty), or, for a character model, the text to continue.",
     )
-    max_new_tokens: int = Field(default=100, ge=1, description="Most residues to sample (stops at <eos>).")
+    max_new_tokens: int = Field(
+        default=100,
+        ge=1,
+        description="Most residues to sample (stops at <eos>); characters: exactly this many.",
+    )
     temperature: float = Field(default=1.0, ge=0.0, le=100.0, description="0 is greedy.")
     top_k: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
@@ -112,7 +115,7 @@ class GenerateRequest(_Request):
 
 
 class GenerateResponse(BaseModel):
-    sequence: str = Field(description="Prompt followed by the generated residues.")
+    sequence: str = Field(description="Prompt followed by the generated residues (or characters).")
     generated: str
     finished: bool = Field(description="True when the model produced <eos>.")
     seed: int

@@ -12,6 +12,7 @@ import secrets
 
 import torch
 
+from favor.data.text import UnknownCharacterError
 from favor.models import sample_next_token
 from favor.serve.batcher import Job
 from favor.serve.engine import SEQUENCE_TASKS, TOKEN_TASKS, InferenceEngine, InputError
@@ -177,6 +178,38 @@ def predict_job(engine: InferenceEngine, sequences: list[str], *, max_sequences:
     return Job(rows=rows, key=("head", None), finish=finish)
 
 
+def _generation_setup(engine: InferenceEngine, prompt: str, max_new_tokens: int):
+    """(prompt ids, banned ids, end id or None, decoder, prompt as echoed) for the model's vocabulary."""
+    vocab = engine.vocabulary
+    if vocab is None:
+        ids = (
+            engine.encode(prompt, where="prompt", add_eos=False)
+            if prompt
+            else torch.tensor([engine.alphabet.cls_id])
+        )
+        limit, given, what = engine.max_residues + 2, len(ids) - 1, "residues"  # <cls> and <eos> aside
+        alphabet = engine.alphabet
+        banned = [alphabet.pad_id, alphabet.mask_id, alphabet.cls_id]
+        setup = ids, banned, alphabet.eos_id, alphabet.decode, prompt.upper()
+    else:
+        if not prompt:
+            raise InputError("prompt: empty; a character model continues a text of at least one character")
+        try:
+            ids = torch.from_numpy(vocab.encode(prompt, name="prompt"))
+        except UnknownCharacterError as error:
+            raise InputError(str(error).split(";")[0]) from None
+        limit, given, what = engine.config.max_length, len(ids), "characters"
+        # Character models have no end token: they write exactly max_new_tokens characters.
+        setup = ids, [vocab.pad_id, vocab.unk_id], None, vocab.decode, prompt
+    if engine.config.position == "learned" and len(ids) + max_new_tokens > limit:
+        room = limit - 2 if vocab is None else limit
+        raise InputError(
+            f"max_new_tokens: {given} prompt {what} + {max_new_tokens} new tokens exceed the "
+            f"model's {room} {what}"
+        )
+    return setup
+
+
 def generate_job(
     engine: InferenceEngine,
     *,
@@ -189,23 +222,13 @@ def generate_job(
 ) -> Job:
     """Sample residues after ``<cls> prompt`` until ``<eos>`` or ``max_new_tokens`` (causal LM only).
 
-    ``<pad>``, ``<mask>`` and ``<cls>`` are never sampled. The seed (drawn when not given) is returned, so
-    any response can be reproduced.
+    ``<pad>``, ``<mask>`` and ``<cls>`` are never sampled. A character model (see `favor.serve.loading`)
+    continues the text ``prompt`` by exactly ``max_new_tokens`` characters, never ``<pad>`` or ``<unk>``.
+    The seed (drawn when not given) is returned, so any response can be reproduced.
     """
     engine.require_task("POST /generate", ("clm",), "a causal language model")
-    ids = (
-        engine.encode(prompt, where="prompt", add_eos=False)
-        if prompt
-        else torch.tensor([engine.alphabet.cls_id])
-    )
-    limit = engine.max_residues + 2 if engine.config.position == "learned" else None
-    if limit is not None and len(ids) + max_new_tokens > limit:
-        raise InputError(
-            f"max_new_tokens: {len(ids) - 1} prompt residues + {max_new_tokens} new tokens exceed the "
-            f"model's {limit - 2} residues"
-        )
+    ids, banned, end_id, decode, shown = _generation_setup(engine, prompt, max_new_tokens)
     seed = secrets.randbits(31) if seed is None else seed
-    banned = [engine.alphabet.pad_id, engine.alphabet.mask_id, engine.alphabet.cls_id]
 
     def call() -> dict:
         generator = torch.Generator().manual_seed(seed)
@@ -220,14 +243,14 @@ def generate_job(
                     last, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
                 )
             )
-            if token == engine.alphabet.eos_id:
+            if token == end_id:
                 finished = True
                 break
             new.append(token)
             logits, state = engine.model.step(torch.tensor([[token]], device=engine.device), state)
-        generated = engine.alphabet.decode(new)
+        generated = decode(new)
         return {
-            "sequence": prompt.upper() + generated,
+            "sequence": shown + generated,
             "generated": generated,
             "finished": finished,
             "seed": seed,
