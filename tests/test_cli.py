@@ -12,20 +12,12 @@ import yaml
 
 from favor import cli
 from favor.data import sample_path
+from tiny_models import tiny_run
 
-TINY = {
-    "model": {
-        "backbone": "performer",
-        "d_model": 16,
-        "n_layers": 1,
-        "n_heads": 2,
-        "d_ff": 32,
-        "max_length": 64,
-        "attention": {"nb_features": 8},
-    },
-    "data": {"max_length": 64, "max_tokens": 512, "valid_max_sequences": 8},
-    "train": {"max_steps": 3, "eval_interval": 2, "checkpoint_interval": 2, "cpu_threads": 1},
-}
+TINY = tiny_run(
+    data={"max_tokens": 512, "valid_max_sequences": 8},
+    train={"max_steps": 3, "eval_interval": 2, "checkpoint_interval": 2, "cpu_threads": 1},
+)
 
 
 @pytest.fixture

@@ -4,36 +4,22 @@ import pytest
 import torch
 
 from favor.models import (
-    ConvConfig,
-    ModelConfig,
     PerformerConfig,
     SequenceModel,
     generate,
     sample_next_token,
 )
+from tiny_models import VOCAB as V
+from tiny_models import tiny_config
 
-V = 13
 CAUSAL_BACKBONES = ["performer", "transformer", "rnn", "lstm", "gru", "cnn"]
 
 
 def build(backbone: str, *, dtype=torch.float64, **overrides) -> SequenceModel:
-    fields = dict(
-        backbone=backbone,
-        task="clm",
-        causal=True,
-        vocab_size=V,
-        d_model=16,
-        n_layers=2,
-        n_heads=2,
-        d_ff=24,
-        dropout=0.0,
-        max_length=32,
-        attention=PerformerConfig(nb_features=8, chunk_size=4),
-        conv=ConvConfig(kernel_size=3, dilations=(1, 2)),
-    )
-    fields.update(overrides)
     torch.manual_seed(0)
-    return SequenceModel(ModelConfig(**fields)).to(dtype).eval()
+    return (
+        SequenceModel(tiny_config(backbone, **{"task": "clm", "causal": True, **overrides})).to(dtype).eval()
+    )
 
 
 def decode_in_pieces(model: SequenceModel, ids: torch.Tensor, pieces: list[int]) -> torch.Tensor:

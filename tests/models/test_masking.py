@@ -3,29 +3,17 @@
 import pytest
 import torch
 
-from favor.models import ConvConfig, LinformerConfig, ModelConfig, PerformerConfig, SequenceModel
+from favor.models import ModelConfig, PerformerConfig, SequenceModel
+from tiny_models import VOCAB as V
+from tiny_models import tiny_config
 
-V = 13
 CAUSAL_BACKBONES = ["performer", "transformer", "rnn", "lstm", "gru", "cnn"]
 ALL_BACKBONES = CAUSAL_BACKBONES + ["linformer"]
 
 
 def tiny(backbone: str, **overrides) -> ModelConfig:
-    fields = dict(
-        backbone=backbone,
-        vocab_size=V,
-        d_model=16,
-        n_layers=2,
-        n_heads=2,
-        d_ff=24,
-        dropout=0.0,
-        max_length=32,
-        attention=PerformerConfig(nb_features=8, chunk_size=3),
-        linformer=LinformerConfig(proj_dim=6),
-        conv=ConvConfig(kernel_size=3, dilations=(1, 2)),
-    )
-    fields.update(overrides)
-    return ModelConfig(**fields)
+    # Chunks of 3: the lengths below are not multiples of it.
+    return tiny_config(backbone, **{"attention": PerformerConfig(nb_features=8, chunk_size=3), **overrides})
 
 
 def build(backbone: str, **overrides) -> SequenceModel:

@@ -7,31 +7,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from favor.models import (
-    ModelConfig,
-    PerformerConfig,
     SequenceModel,
     load_pretrained,
     save_pretrained,
 )
-
-V = 13
+from tiny_models import VOCAB as V
+from tiny_models import tiny_config
 
 
 def build(backbone: str = "performer", **overrides) -> SequenceModel:
-    fields = dict(
-        backbone=backbone,
-        vocab_size=V,
-        d_model=16,
-        n_layers=2,
-        n_heads=2,
-        d_ff=24,
-        dropout=0.1,
-        max_length=32,
-        attention=PerformerConfig(nb_features=8, chunk_size=4),
-    )
-    fields.update(overrides)
     torch.manual_seed(0)
-    return SequenceModel(ModelConfig(**fields))
+    return SequenceModel(tiny_config(backbone, **{"dropout": 0.1, **overrides}))
 
 
 @pytest.mark.parametrize(

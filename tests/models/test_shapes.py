@@ -6,34 +6,17 @@ import torch
 from favor.models import (
     BACKBONES,
     TASKS,
-    ConvConfig,
-    LinformerConfig,
     ModelConfig,
-    PerformerConfig,
     SequenceModel,
 )
+from tiny_models import VOCAB as V
+from tiny_models import tiny_config
 
-B, L, V, N_LABELS = 2, 7, 13, 3
+B, L, N_LABELS = 2, 7, 3
 
 
 def tiny(backbone: str, **overrides) -> ModelConfig:
-    fields = dict(
-        backbone=backbone,
-        vocab_size=V,
-        d_model=16,
-        n_layers=2,
-        n_heads=2,
-        d_ff=24,
-        dropout=0.1,
-        max_length=32,
-        num_labels=N_LABELS,
-        pair_dim=8,
-        attention=PerformerConfig(nb_features=8, chunk_size=4),
-        linformer=LinformerConfig(proj_dim=6),
-        conv=ConvConfig(kernel_size=3, dilations=(1, 2)),
-    )
-    fields.update(overrides)
-    return ModelConfig(**fields)
+    return tiny_config(backbone, **{"dropout": 0.1, "num_labels": N_LABELS, "pair_dim": 8, **overrides})
 
 
 def labels_for(task: str, generator: torch.Generator, multi_label: bool = False) -> torch.Tensor:

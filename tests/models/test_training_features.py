@@ -6,26 +6,13 @@ from torch.utils.checkpoint import checkpoint
 
 import favor.models.base
 from favor.layers import FavorSelfAttention
-from favor.models import ConvConfig, ModelConfig, PerformerConfig, SequenceModel
-
-V = 13
+from favor.models import ModelConfig, SequenceModel
+from tiny_models import VOCAB as V
+from tiny_models import tiny_config
 
 
 def config(backbone: str, **overrides) -> ModelConfig:
-    fields = dict(
-        backbone=backbone,
-        vocab_size=V,
-        d_model=16,
-        n_layers=2,
-        n_heads=2,
-        d_ff=24,
-        dropout=0.1,
-        max_length=32,
-        attention=PerformerConfig(nb_features=8, chunk_size=4),
-        conv=ConvConfig(kernel_size=3, dilations=(1, 2)),
-    )
-    fields.update(overrides)
-    return ModelConfig(**fields)
+    return tiny_config(backbone, **{"dropout": 0.1, **overrides})
 
 
 def projections(model: SequenceModel) -> list[torch.Tensor]:

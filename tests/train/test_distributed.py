@@ -13,26 +13,12 @@ import yaml
 
 from favor.train.checkpoint import latest_checkpoint
 from favor.train.distributed import DistContext, init_distributed
+from tiny_models import tiny_run
 
-TINY = {
-    "model": {
-        "backbone": "performer",
-        "d_model": 16,
-        "n_layers": 1,
-        "n_heads": 2,
-        "d_ff": 32,
-        "max_length": 64,
-        "attention": {"nb_features": 8},
-    },
-    "data": {"max_length": 64, "max_tokens": 256, "valid_max_sequences": 16},
-    "train": {
-        "max_steps": 3,
-        "eval_interval": 2,
-        "checkpoint_interval": 2,
-        "log_interval": 1,
-        "device": "cpu",
-    },
-}
+TINY = tiny_run(
+    data={"max_tokens": 256, "valid_max_sequences": 16},
+    train={"max_steps": 3, "eval_interval": 2, "checkpoint_interval": 2, "log_interval": 1, "device": "cpu"},
+)
 
 
 def test_single_process_context_is_a_no_op(monkeypatch):

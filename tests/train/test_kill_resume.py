@@ -15,24 +15,16 @@ from safetensors.torch import load_file
 
 from favor.models import load_pretrained
 from favor.train.checkpoint import latest_checkpoint, load_checkpoint
+from tiny_models import tiny_run
 
 STEPS = 150
 
 
 def _config(path: Path) -> Path:
-    config = {
-        "model": {
-            "backbone": "performer",
-            "d_model": 16,
-            "n_layers": 1,
-            "n_heads": 2,
-            "d_ff": 32,
-            "dropout": 0.1,
-            "max_length": 64,
-            "attention": {"nb_features": 8},
-        },
-        "data": {"max_length": 64, "max_tokens": 256, "valid": "none"},
-        "train": {
+    config = tiny_run(
+        model={"dropout": 0.1},
+        data={"max_tokens": 256, "valid": "none"},
+        train={
             "lr": 3e-3,
             "warmup_steps": 2,
             "max_steps": STEPS,
@@ -42,7 +34,7 @@ def _config(path: Path) -> Path:
             "redraw_interval": 7,
             "cpu_threads": 1,
         },
-    }
+    )
     path.write_text(yaml.safe_dump(config))
     return path
 

@@ -18,23 +18,15 @@ from favor.train.distributed import DistContext
 from favor.train.monitor import read_metrics
 from favor.train.run import train_run
 from favor.train.trainer import Trainer
+from tiny_models import tiny_run
 
 
 def tiny(**train) -> dict:
     """A seconds-long run on the bundled sample: dropout, redraws and accumulation all switched on."""
-    return {
-        "model": {
-            "backbone": "performer",
-            "d_model": 16,
-            "n_layers": 1,
-            "n_heads": 2,
-            "d_ff": 32,
-            "dropout": 0.1,
-            "max_length": 64,
-            "attention": {"nb_features": 8},
-        },
-        "data": {"max_length": 64, "max_tokens": 256, "valid_max_sequences": 8},
-        "train": {
+    return tiny_run(
+        model={"dropout": 0.1},
+        data={"max_tokens": 256, "valid_max_sequences": 8},
+        train={
             "lr": 3e-3,
             "warmup_steps": 2,
             "max_steps": 6,
@@ -46,7 +38,7 @@ def tiny(**train) -> dict:
             "cpu_threads": 1,
             **train,
         },
-    }
+    )
 
 
 def _weights(run_dir) -> dict[str, torch.Tensor]:
