@@ -76,10 +76,10 @@ class _Bidirectional(torch.autograd.Function):
         frame = v.new_full((batch, heads, 1), float("-inf"))  # running max of log_scale over real keys
         nb_features = kernel.nb_features(projection, head_dim)
         ws = Workspace(v)
-        # The feature maps' row maxima, kept so that the backward pass need not take them again.
-        q_offsets, k_offsets = (
-            v.new_empty(batch, heads, length) if kernel.has_offset else None for _ in "qk"
-        )
+        # The feature maps' row maxima, kept (when there will be a backward) so that it need not take
+        # them again.
+        keep_offsets = kernel.has_offset and any(ctx.needs_input_grad)
+        q_offsets, k_offsets = (v.new_empty(batch, heads, length) if keep_offsets else None for _ in "qk")
         for start, end in tiles:
             _, tile = _key_tile(kernel, k, projection, keep, None, start, end, ws, nb_features)
             if k_offsets is not None:
