@@ -100,14 +100,20 @@ class Workspace:
     def __init__(self, like: torch.Tensor) -> None:
         self._like = like
         self._buffers: dict[str, torch.Tensor] = {}
+        self._views: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}  # tiles repeat their shapes
 
     def take(self, role: str, *shape: int) -> torch.Tensor:
         """A contiguous tensor of this shape (uninitialised) in the role's buffer."""
+        view = self._views.get((role, shape))
+        if view is not None:
+            return view
         count = math.prod(shape)
         buffer = self._buffers.get(role)
         if buffer is None or buffer.numel() < count:
             buffer = self._buffers[role] = self._like.new_empty(count)
-        return buffer[:count].view(shape)
+            self._views = {key: v for key, v in self._views.items() if key[0] != role}
+        view = self._views[(role, shape)] = buffer[:count].view(shape)
+        return view
 
     def dense(self, role: str, t: torch.Tensor) -> torch.Tensor:
         """A contiguous copy of ``t`` in the role's buffer."""
