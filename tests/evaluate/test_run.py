@@ -10,22 +10,15 @@ from favor.data import sample_path
 from favor.evaluate.run import evaluate_run
 from favor.train.config import run_config_from_dict
 from favor.train.run import train_run
+from tiny_models import tiny_run
 
 
 def _run(tmp_path, name: str, *, backbone: str = "performer", objective: str = "mlm"):
-    config = {
-        "model": {
-            "backbone": backbone,
-            "d_model": 16,
-            "n_layers": 1,
-            "n_heads": 2,
-            "d_ff": 32,
-            "max_length": 64,
-            "attention": {"nb_features": 8},
-        },
-        "data": {"max_length": 64, "max_tokens": 512, "valid": "none"},
-        "train": {"objective": objective, "max_steps": 2, "cpu_threads": 1},
-    }
+    config = tiny_run(
+        model={"backbone": backbone},
+        data={"max_tokens": 512, "valid": "none"},
+        train={"objective": objective, "max_steps": 2, "cpu_threads": 1},
+    )
     run_dir = tmp_path / name
     train_run(run_config_from_dict(config), out_dir=run_dir, quiet=True)
     return run_dir

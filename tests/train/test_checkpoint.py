@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import favor.train.checkpoint as ckpt_module
-from favor.models import ModelConfig, SequenceModel
+from favor.models import SequenceModel
 from favor.train.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -19,20 +19,12 @@ from favor.train.checkpoint import (
 )
 from favor.train.config import TrainConfig
 from favor.train.optim import build_optimizer, build_scheduler
+from tiny_models import tiny_config
 
 
 def _setup(seed: int = 0):
     torch.manual_seed(seed)
-    config = ModelConfig(
-        backbone="performer",
-        vocab_size=29,
-        d_model=16,
-        n_layers=1,
-        n_heads=2,
-        d_ff=32,
-        max_length=32,
-        attention={"nb_features": 8},
-    )
+    config = tiny_config(vocab_size=29, n_layers=1, d_ff=32, dropout=0.1, attention={"nb_features": 8})
     model = SequenceModel(config)
     train = TrainConfig(lr=1e-2, warmup_steps=2, max_steps=10)
     optimizer = build_optimizer(model, train)

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from favor.models import ModelConfig, SequenceModel
+from favor.models import SequenceModel
 from favor.train.config import TrainConfig
 from favor.train.optim import WarmupDecay, build_optimizer, build_scheduler, parameter_groups
+from tiny_models import tiny_config
 
 
 def test_warmup_is_linear_and_reaches_the_peak():
@@ -42,16 +43,7 @@ def test_constant_stays_at_the_peak():
 
 
 def _tiny_model() -> SequenceModel:
-    config = ModelConfig(
-        backbone="performer",
-        vocab_size=29,
-        d_model=16,
-        n_layers=1,
-        n_heads=2,
-        d_ff=32,
-        max_length=32,
-        attention={"nb_features": 8},
-    )
+    config = tiny_config(vocab_size=29, n_layers=1, d_ff=32, dropout=0.1, attention={"nb_features": 8})
     return SequenceModel(config)
 
 
