@@ -39,6 +39,7 @@ from favor.ops.common import (
     key_tile,
     key_tile_backward,
     tile_rows,
+    tile_spans,
 )
 from favor.ops.features import Kernel
 
@@ -172,7 +173,7 @@ class _Causal(torch.autograd.Function):
     def forward(ctx, q, k, v, projection, keep, initial_context, initial_frame, kernel, chunk, rows):
         batch, heads, length, head_dim = v.shape
         out = v.new_empty(batch, heads, length, head_dim)
-        tiles = [(start, min(start + rows, length)) for start in range(0, length, rows)]
+        tiles = tile_spans(length, rows)
         n_chunks = sum(-(-(end - start) // chunk) for start, end in tiles)
         # The guarded denominators, chunk-major as the backward reads them.
         safe = v.new_empty(n_chunks, batch, heads, chunk, 1)
@@ -232,7 +233,7 @@ class _Causal(torch.autograd.Function):
             q_offsets,
             k_offsets,
         )
-        ctx.kernel, ctx.chunk, ctx.tiles, ctx.rows = kernel, chunk, tiles, rows
+        ctx.kernel, ctx.chunk, ctx.tiles = kernel, chunk, tiles
         frame = frame.clone()
         ctx.mark_non_differentiable(frame)
         return out, final, frame

@@ -87,6 +87,11 @@ def tile_rows(
     return max(multiple, rows // multiple * multiple)
 
 
+def tile_spans(length: int, rows: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each tile of ``rows`` rows over ``length`` positions (the last may be shorter)."""
+    return [(start, min(start + rows, length)) for start in range(0, length, rows)]
+
+
 class Workspace:
     """Reusable buffers for one tile sweep, one per role: ``take("keys", *shape)`` holds one tile's tensor.
 

@@ -25,6 +25,7 @@ from favor.ops.common import (
     key_tile,
     key_tile_backward,
     tile_rows,
+    tile_spans,
 )
 from favor.ops.features import Kernel
 from favor.ops.naive import noncausal_key_weights
@@ -32,16 +33,9 @@ from favor.ops.naive import noncausal_key_weights
 __all__ = ["noncausal_attention"]
 
 
-def _tiles(length: int, rows: int):
-    return [(start, min(start + rows, length)) for start in range(0, length, rows)]
-
-
-def _keep(keep: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
-    return None if keep is None else keep[..., start:end]
-
-
-def _offset(offsets: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
-    return None if offsets is None else offsets[:, :, start:end]
+def _rows(t: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
+    """Positions ``start:end`` (the last dim) of a mask ``(B, 1, L)`` or offsets ``(B, H, L)``, or None."""
+    return None if t is None else t[..., start:end]
 
 
 def _key_tile(
@@ -53,8 +47,8 @@ def _key_tile(
     """
     k_tile = ws.dense("k_rows", k[:, :, start:end])
     out = ws.take("keys", *k_tile.shape[:-1], nb_features)
-    offset = _offset(offsets, start, end)
-    return k_tile, key_tile(kernel, k_tile, projection, _keep(keep, start, end), out, offset)
+    offset = _rows(offsets, start, end)
+    return k_tile, key_tile(kernel, k_tile, projection, _rows(keep, start, end), out, offset)
 
 
 def _query_tile(
@@ -63,14 +57,14 @@ def _query_tile(
     """Queries ``start:end`` (a dense copy in ``ws``) and their features (no ``log_scale``), in ``ws``."""
     q_tile = ws.dense("q_rows", q[:, :, start:end])
     out = ws.take("query", *q_tile.shape[:-1], nb_features)
-    return q_tile, kernel.forward(q_tile, projection, out, offset=_offset(offsets, start, end), scale=False)
+    return q_tile, kernel.forward(q_tile, projection, out, offset=_rows(offsets, start, end), scale=False)
 
 
 class _Bidirectional(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, projection, keep, kernel: Kernel, rows: int):
         batch, heads, length, head_dim = v.shape
-        tiles = _tiles(length, rows)
+        tiles = tile_spans(length, rows)
         # (B, H, M, d + 1), relative to the running frame
         context = v.new_zeros(batch, heads, kernel.nb_features(projection, head_dim), head_dim + 1)
         frame = v.new_full((batch, heads, 1), float("-inf"))  # running max of log_scale over real keys
@@ -115,7 +109,7 @@ class _Bidirectional(torch.autograd.Function):
         ctx.save_for_backward(
             q, k, v, projection, keep, context, frame, out, safe, passes, q_offsets, k_offsets
         )
-        ctx.kernel, ctx.tiles, ctx.rows = kernel, tiles, rows
+        ctx.kernel, ctx.tiles = kernel, tiles
         return out
 
     @staticmethod
