@@ -119,34 +119,33 @@ def _verify_manifest(model_dir: Path) -> None:
             raise ModelLoadError(f"{path}: SHA-256 does not match {manifest_path} (file was modified)")
 
 
-def _load_vocabulary(model_dir: Path, vocab_size: int | None) -> CharVocabulary | None:
-    """A character model's vocabulary (``vocab.json`` beside the weights or in the run), or None."""
-    for candidate in (model_dir / VOCAB_FILE, model_dir.parent / VOCAB_FILE):
-        if candidate.is_file():
-            try:
-                vocabulary = CharVocabulary.load(candidate)
-            except (UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
-                raise ModelLoadError(
-                    str(error) if str(candidate) in str(error) else f"{candidate}: {error}"
-                ) from None
-            if vocab_size != vocabulary.vocab_size:
-                raise ModelLoadError(
-                    f"{model_dir / CONFIG_NAME}: vocab_size={vocab_size} does not match {candidate}'s "
-                    f"{vocabulary.vocab_size} tokens"
-                )
-            return vocabulary
-    return None
+def _beside(model_dir: Path, name: str) -> Path | None:
+    """``name`` next to ``config.json``, else in the folder above (the run directory), or None."""
+    return next((c for c in (model_dir / name, model_dir.parent / name) if c.is_file()), None)
 
 
-def _load_alphabet(model_dir: Path, vocab_size: int | None) -> Alphabet:
+def _load_vocabulary(path: Path, model_dir: Path, vocab_size: int | None) -> CharVocabulary:
+    """A character model's vocabulary from ``path`` (its ``vocab.json``), checked against the model."""
+    try:
+        vocabulary = CharVocabulary.load(path)
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+        raise ModelLoadError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
+    if vocab_size != vocabulary.vocab_size:
+        raise ModelLoadError(
+            f"{model_dir / CONFIG_NAME}: vocab_size={vocab_size} does not match {path}'s "
+            f"{vocabulary.vocab_size} tokens"
+        )
+    return vocabulary
+
+
+def _load_alphabet(path: Path | None, model_dir: Path, vocab_size: int | None) -> Alphabet:
+    """The alphabet stored at ``path`` (``alphabet.json``), or the protein alphabet when None."""
     alphabet = Alphabet.protein()
-    for candidate in (model_dir / ALPHABET_NAME, model_dir.parent / ALPHABET_NAME):
-        if candidate.is_file():
-            try:
-                alphabet = Alphabet.from_dict(json.loads(candidate.read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as error:
-                raise ModelLoadError(f"{candidate}: not a valid alphabet ({error})") from None
-            break
+    if path is not None:
+        try:
+            alphabet = Alphabet.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError) as error:
+            raise ModelLoadError(f"{path}: not a valid alphabet ({error})") from None
     if vocab_size != alphabet.vocab_size:
         raise ModelLoadError(
             f"{model_dir / CONFIG_NAME}: vocab_size={vocab_size} does not match the alphabet's "
@@ -169,9 +168,12 @@ def load_served_model(path: str | os.PathLike, *, device: str | torch.device = "
         raise ModelLoadError(str(error)) from None
     if model.config.vocab_size is None:
         raise ModelLoadError(f"{model_dir / CONFIG_NAME}: the model has no token embedding (vocab_size=null)")
-    has_alphabet = any((d / ALPHABET_NAME).is_file() for d in (model_dir, model_dir.parent))
-    vocabulary = None if has_alphabet else _load_vocabulary(model_dir, model.config.vocab_size)
-    alphabet = None if vocabulary is not None else _load_alphabet(model_dir, model.config.vocab_size)
+    vocab_size = model.config.vocab_size
+    alphabet_path, vocabulary_path = _beside(model_dir, ALPHABET_NAME), _beside(model_dir, VOCAB_FILE)
+    if alphabet_path is None and vocabulary_path is not None:  # a character model
+        alphabet, vocabulary = None, _load_vocabulary(vocabulary_path, model_dir, vocab_size)
+    else:
+        alphabet, vocabulary = _load_alphabet(alphabet_path, model_dir, vocab_size), None
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

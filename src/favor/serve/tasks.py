@@ -187,7 +187,8 @@ def _generation_setup(engine: InferenceEngine, prompt: str, max_new_tokens: int)
             if prompt
             else torch.tensor([engine.alphabet.cls_id])
         )
-        limit, given, what = engine.max_residues + 2, len(ids) - 1, "residues"  # <cls> and <eos> aside
+        # Room for max_residues residues plus <cls> and <eos>.
+        limit, room, given, what = engine.max_residues + 2, engine.max_residues, len(ids) - 1, "residues"
         alphabet = engine.alphabet
         banned = [alphabet.pad_id, alphabet.mask_id, alphabet.cls_id]
         setup = ids, banned, alphabet.eos_id, alphabet.decode, prompt.upper()
@@ -198,11 +199,11 @@ def _generation_setup(engine: InferenceEngine, prompt: str, max_new_tokens: int)
             ids = torch.from_numpy(vocab.encode(prompt, name="prompt"))
         except UnknownCharacterError as error:
             raise InputError(str(error).split(";")[0]) from None
-        limit, given, what = engine.config.max_length, len(ids), "characters"
+        limit = room = engine.config.max_length
+        given, what = len(ids), "characters"
         # Character models have no end token: they write exactly max_new_tokens characters.
         setup = ids, [vocab.pad_id, vocab.unk_id], None, vocab.decode, prompt
     if engine.config.position == "learned" and len(ids) + max_new_tokens > limit:
-        room = limit - 2 if vocab is None else limit
         raise InputError(
             f"max_new_tokens: {given} prompt {what} + {max_new_tokens} new tokens exceed the "
             f"model's {room} {what}"
