@@ -7,11 +7,14 @@ import torch
 from favor.data import (
     Alphabet,
     ConcatenatedProteinDataset,
+    PackedProteinDataset,
     ProteinCorpus,
     SingleProteinDataset,
     UnknownResidueError,
     unigram_frequencies,
 )
+from favor.data.batching import collate_batch
+from favor.data.datasets import pack_lengths
 
 SEQUENCES = ["MKTAYIAKQR", "ACD", "WYWYWYWYWYWYWYWYWYWY", "MKJ", "GG"]
 
@@ -114,3 +117,37 @@ def test_unigram_frequencies(corpus: ProteinCorpus) -> None:
     assert (smoothed[list(alphabet.residue_ids)] > 0).all()
     with pytest.raises(ValueError, match="no residues"):
         unigram_frequencies([np.array([0, 1, 2])])
+
+
+def test_pack_lengths_places_every_item_once_within_capacity() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 100, size=500)
+    rows = pack_lengths(lengths, 128)
+    flat = sorted(i for row in rows for i in row)
+    assert flat == list(range(500))
+    assert all(lengths[row].sum() <= 128 for row in rows)
+    # Best-fit decreasing is near the bound: no more than 2% more rows than total / capacity.
+    assert len(rows) <= 1.02 * np.ceil(lengths.sum() / 128)
+    with pytest.raises(ValueError, match="lengths must be in"):
+        pack_lengths(np.array([129]), 128)
+
+
+def test_packed_rows_hold_whole_proteins_with_segment_ids(corpus: ProteinCorpus) -> None:
+    single = SingleProteinDataset(corpus, max_length=16, crop="start")
+    packed = PackedProteinDataset(single)
+    seen = []
+    for row in range(len(packed)):
+        item = packed[row]
+        assert item["length"] == len(item["input_ids"]) <= 16
+        segments = item["segment_ids"]
+        for segment, index in enumerate(packed.rows[row]):
+            assert item["input_ids"][segments == segment].tolist() == single[index]["input_ids"].tolist()
+            seen.append(index)
+    assert sorted(seen) == list(range(len(corpus)))
+    batch = collate_batch([packed[0], packed[1]], alphabet=corpus.alphabet, objective="clm")
+    ids, labels = batch["segment_ids"], batch["labels"]
+    assert (ids[batch["padding_mask"]] == -1).all()
+    # The last token of a protein has no next-token label inside a packed row.
+    last = torch.zeros_like(batch["padding_mask"])
+    last[:, :-1] = (ids[:, 1:] != ids[:, :-1]) & (ids[:, :-1] >= 0)
+    assert last.any() and (labels[last] == -100).all()

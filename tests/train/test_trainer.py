@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import shutil
+import types
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from safetensors.torch import load_file
 
 import favor.train.trainer as trainer_module
 from favor.evaluate.metrics import LMStats
-from favor.train.config import run_config_from_dict
+from favor.train.config import ConfigError, run_config_from_dict
 from favor.train.distributed import DistContext
 from favor.train.monitor import read_metrics
 from favor.train.run import train_run
@@ -194,3 +196,68 @@ def test_a_resumed_tbptt_run_continues_its_carried_state(tmp_path):
     expected, got = _weights(full), _weights(part)
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
+
+
+def test_a_budget_run_anneals_over_training_time_and_stops_when_spent(tmp_path, monkeypatch):
+    """train.budget_minutes: the decay follows training time (a fake clock here), not steps, and a resumed
+    run continues the same decay."""
+    clock = {"now": 0.0}
+
+    def fake_counter():
+        clock["now"] += 1.0  # each step reads the clock at its start and end: 1 s of training per step
+        return clock["now"]
+
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=fake_counter))
+    budget = {"budget_minutes": 10 / 60, "max_steps": 1000, "warmup_steps": 0, "min_lr_ratio": 0.1}
+    summary = train_run(
+        run_config_from_dict(tiny(**budget, grad_accum=1)), out_dir=tmp_path / "a", quiet=True
+    )
+    assert summary["stop_reason"] == "budget_minutes" and summary["steps"] == 10
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "a" / "metrics.csv") if r["split"] == "train"]
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[-1] == pytest.approx(3e-3 * 0.1)  # min_lr_ratio reached at the end of the budget
+    assert lrs[4] == pytest.approx(3e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))))
+    clock["now"] = 0.0
+    part = tmp_path / "b"
+    train_run(
+        run_config_from_dict(tiny(**{**budget, "max_steps": 4}, grad_accum=1)), out_dir=part, quiet=True
+    )
+    resumed = train_run(
+        run_config_from_dict(tiny(**budget, grad_accum=1)), out_dir=part, resume=part, quiet=True
+    )
+    assert resumed["steps"] == 10
+    assert [r["lr"] for r in read_metrics(part / "metrics.csv") if r["split"] == "train"] == pytest.approx(
+        lrs
+    )
+
+
+def test_budget_and_schedule_steps_conflict():
+    with pytest.raises(ConfigError, match="budget_minutes and train.schedule_steps"):
+        run_config_from_dict(tiny(budget_minutes=1.0, schedule_steps=5))
+
+
+def test_init_from_starts_from_another_runs_weights(tmp_path):
+    train_run(run_config_from_dict(tiny(max_steps=2)), out_dir=tmp_path / "a", quiet=True)
+    config = run_config_from_dict(tiny(max_steps=2, init_from=str(tmp_path / "a")))
+    trainer = Trainer(config=config, dist=DistContext())
+    for name, tensor in _weights(tmp_path / "a").items():
+        assert torch.equal(trainer.model.state_dict()[name], tensor), name
+    assert trainer.state.step == 0
+    other = tiny_run(model={"d_model": 32}, train={"init_from": str(tmp_path / "a")})
+    with pytest.raises(ValueError, match="d_model"):
+        Trainer(config=run_config_from_dict(other), dist=DistContext())
+
+
+def test_a_packed_run_trains_and_validates_on_single_proteins(tmp_path):
+    run = tiny(max_steps=3, grad_accum=1)
+    run["data"].update(mode="packed", max_length=512, max_tokens=1024)
+    run["model"].update(position="rotary", max_length=512)
+    summary = train_run(run_config_from_dict(run), out_dir=tmp_path, quiet=True)
+    assert summary["steps"] == 3 and summary["valid"]["n_masked"] > 0
+    trainer = Trainer(config=run_config_from_dict(run), dist=DistContext())
+    batches = [trainer._next_batch() for _ in range(4)]
+    assert max(int(b["segment_ids"].max()) for b in batches) > 0  # several proteins in a row
+    run["model"]["backbone"] = "lstm"
+    run["model"].pop("position")
+    with pytest.raises(ConfigError, match="data.mode=packed"):
+        run_config_from_dict(run)

@@ -33,7 +33,13 @@ from favor.data.batching import (
 )
 from favor.data.bundled import SAMPLE_SPLITS, sample_path
 from favor.data.corpus import ProteinCorpus, unigram_frequencies
-from favor.data.datasets import ConcatenatedProteinDataset, CropMode, ProteinItem, SingleProteinDataset
+from favor.data.datasets import (
+    ConcatenatedProteinDataset,
+    CropMode,
+    PackedProteinDataset,
+    ProteinItem,
+    SingleProteinDataset,
+)
 from favor.data.fasta import FastaFormatError, FastaRecord, read_fasta, write_fasta
 from favor.data.loader import ProteinBatchLoader
 from favor.data.masking import IGNORE_INDEX, MaskedTokens, causal_lm_labels, mask_tokens
@@ -61,6 +67,7 @@ __all__ = [
     "CropMode",
     "SingleProteinDataset",
     "ConcatenatedProteinDataset",
+    "PackedProteinDataset",
     "Objective",
     "collate_batch",
     "Collator",

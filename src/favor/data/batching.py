@@ -1,9 +1,9 @@
 """Batch collation and resumable, shardable batch samplers.
 
 Collation pads items into ``{"input_ids": LongTensor (B, L), "padding_mask": BoolTensor (B, L)}``
-(True at padding, the PyTorch convention) and adds ``"labels"`` (B, L) for the chosen objective:
-``"mlm"`` (``mask_tokens``, -100 where not selected) or ``"clm"`` (``causal_lm_labels``, already
-shifted), plus ``"names"`` on request.
+(True at padding, the PyTorch convention; packed rows add ``"segment_ids"``) and adds ``"labels"`` (B, L)
+for the chosen objective: ``"mlm"`` (``mask_tokens``, -100 where not selected) or ``"clm"``
+(``causal_lm_labels``, already shifted), plus ``"names"`` on request.
 
 Batch samplers yield lists of dataset indices. Each epoch's global batch list is a pure function of
 (seed, epoch); rank r of w takes batches r, r + w, r + 2w, ..., so ranks get disjoint shares. The state
@@ -90,12 +90,24 @@ def collate_batch(
         input_ids[i, : len(row)] = row
         padding_mask[i, :n] = False
     batch: dict[str, Any] = {"input_ids": input_ids, "padding_mask": padding_mask}
+    if any(isinstance(item, dict) and "segment_ids" in item for item in items):
+        # Packed rows: the protein of each token (padding gets -1, and belongs to no segment anyway).
+        segment_ids = torch.full((len(rows), width), -1, dtype=torch.long)
+        for i, item in enumerate(items):
+            segments = item["segment_ids"]
+            segment_ids[i, : len(segments)] = segments
+        batch["segment_ids"] = segment_ids
     if objective == "mlm":
         batch["input_ids"], batch["labels"] = _mlm(
             input_ids, padding_mask, lengths, indices, alphabet, probability, mask_seed, generator
         )
     elif objective == "clm":
         batch["labels"] = causal_lm_labels(input_ids, alphabet, padding_mask=padding_mask)
+        if "segment_ids" in batch:  # the last token of a packed protein does not predict the next protein
+            ids = batch["segment_ids"]
+            crossing = torch.zeros_like(padding_mask)
+            crossing[:, :-1] = ids[:, 1:] != ids[:, :-1]
+            batch["labels"] = batch["labels"].masked_fill(crossing, -100)
     if include_names:
         batch["names"] = [item.get("name") if isinstance(item, dict) else None for item in items]
     return batch

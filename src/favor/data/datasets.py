@@ -10,7 +10,8 @@ Items are ``ProteinItem`` dicts::
 
     {"input_ids": LongTensor (n,), "length": int, "index": int, "name": str}
 
-``length`` counts real tokens; it is less than n only for the padded last concatenated window.
+``length`` counts real tokens; it is less than n only for the padded last concatenated window. Packed rows
+add ``"segment_ids": LongTensor (n,)``, the protein of each token within the row.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from torch.utils.data import Dataset
 from favor.data.corpus import ProteinCorpus
 from favor.data.seeding import derive_seed
 
-__all__ = ["ProteinItem", "CropMode", "SingleProteinDataset", "ConcatenatedProteinDataset"]
+__all__ = [
+    "ProteinItem",
+    "CropMode",
+    "SingleProteinDataset",
+    "ConcatenatedProteinDataset",
+    "PackedProteinDataset",
+    "pack_lengths",
+]
 
 CropMode = Literal["random", "start", "center"]
 _CROP_MODES = ("random", "start", "center")
@@ -197,3 +205,75 @@ class ConcatenatedProteinDataset(Dataset):
         tokens = torch.full((self.window,), self.alphabet.pad_id, dtype=torch.long)
         tokens[: len(chunk)] = torch.from_numpy(chunk.astype(np.int64))
         return ProteinItem(input_ids=tokens, length=len(chunk), index=index, name=f"window{index}")
+
+
+def pack_lengths(lengths: np.ndarray, capacity: int) -> list[list[int]]:
+    """Best-fit decreasing: item indices grouped into rows of at most ``capacity`` tokens.
+
+    Items are taken longest first; each goes into the open row with the least room that still fits it
+    (a new row when none does). Rows come out in the order they were opened.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) and (lengths.min() < 1 or lengths.max() > capacity):
+        raise ValueError(f"pack_lengths: item lengths must be in [1, {capacity}]")
+    rows: list[list[int]] = []
+    # rows_with_room[r]: the rows with exactly r tokens of room left; count[r] how many there are.
+    rows_with_room: list[list[int]] = [[] for _ in range(capacity + 1)]
+    count = np.zeros(capacity + 1, dtype=np.int64)
+    for index in np.argsort(-lengths, kind="stable").tolist():
+        n = int(lengths[index])
+        fits = np.flatnonzero(count[n:])
+        if len(fits):
+            room = n + int(fits[0])
+            row = rows_with_room[room].pop()
+            count[room] -= 1
+        else:
+            room, row = capacity, len(rows)
+            rows.append([])
+        rows[row].append(index)
+        left = room - n
+        rows_with_room[left].append(row)
+        count[left] += 1
+    return rows
+
+
+class PackedProteinDataset(Dataset):
+    """Several whole proteins per row: single-protein items (`SingleProteinDataset`, cropped to
+    ``max_length``) packed into rows of at most ``max_length`` tokens by `pack_lengths`, with
+    ``segment_ids`` saying which protein each token belongs to.
+
+    The model keeps the proteins of a row apart (``SequenceModel(..., segment_ids=...)``: attention within
+    a protein only, positions restarting at each), so a packed row trains exactly as its proteins would one
+    per row, without the padding. The rows are fixed once (cropped lengths do not change between epochs);
+    random crops of long proteins still change with ``set_epoch``.
+    """
+
+    def __init__(self, proteins: SingleProteinDataset) -> None:
+        self.proteins = proteins
+        self.alphabet = proteins.alphabet
+        self.max_length = proteins.max_length
+        self.rows = pack_lengths(proteins.item_lengths(), self.max_length)
+        lengths = proteins.item_lengths()
+        self._row_lengths = np.array([int(lengths[r].sum()) for r in self.rows], dtype=np.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.proteins.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def item_lengths(self) -> np.ndarray:
+        """int64 (n_rows,): tokens in each row."""
+        return self._row_lengths
+
+    def __getitem__(self, index: int) -> ProteinItem:
+        if not 0 <= index < len(self):
+            raise IndexError(f"PackedProteinDataset: index {index} out of range for {len(self)} rows")
+        items = [self.proteins[i] for i in self.rows[index]]
+        input_ids = torch.cat([item["input_ids"] for item in items])
+        segment_ids = torch.cat(
+            [torch.full((item["length"],), i, dtype=torch.long) for i, item in enumerate(items)]
+        )
+        item = ProteinItem(input_ids=input_ids, length=len(input_ids), index=index, name=f"row{index}")
+        item["segment_ids"] = segment_ids  # type: ignore[typeddict-unknown-key]
+        return item

@@ -13,7 +13,7 @@ from pathlib import Path
 from favor.data.alphabet import Alphabet, UnknownResidueError
 from favor.data.batching import TokenBudgetBatchSampler
 from favor.data.corpus import ProteinCorpus
-from favor.data.datasets import ConcatenatedProteinDataset, SingleProteinDataset
+from favor.data.datasets import ConcatenatedProteinDataset, PackedProteinDataset, SingleProteinDataset
 from favor.data.loader import ProteinBatchLoader
 
 __all__ = ["EVAL_MASK_SEED", "load_corpus", "build_dataset", "build_eval_loader", "padded_length"]
@@ -54,16 +54,23 @@ def load_corpus(
 
 def build_dataset(
     corpus: ProteinCorpus, *, mode: str, max_length: int, train: bool, seed: int = 0
-) -> SingleProteinDataset | ConcatenatedProteinDataset:
-    """Single proteins cropped to ``max_length`` (random crops for training, the start for evaluation) or
-    concatenated proteins cut into windows of ``max_length`` tokens."""
+) -> SingleProteinDataset | ConcatenatedProteinDataset | PackedProteinDataset:
+    """Single proteins cropped to ``max_length`` (random crops for training, the start for evaluation),
+    concatenated proteins cut into windows of ``max_length`` tokens, or (training) whole proteins packed
+    several per row with ``segment_ids`` (evaluation of a packed run uses single proteins)."""
     if mode == "single":
         return SingleProteinDataset(
             corpus, max_length=max_length, crop="random" if train else "start", seed=seed
         )
     if mode == "concatenated":
         return ConcatenatedProteinDataset(corpus, window=max_length, drop_last=False)
-    raise ValueError(f"data mode {mode!r}: choose single or concatenated")
+    if mode == "packed":
+        if not train:  # evaluation scores proteins one per row: the same numbers as single mode
+            return build_dataset(corpus, mode="single", max_length=max_length, train=False)
+        return PackedProteinDataset(
+            build_dataset(corpus, mode="single", max_length=max_length, train=True, seed=seed)
+        )
+    raise ValueError(f"data mode {mode!r}: choose single, concatenated or packed")
 
 
 def build_eval_loader(

@@ -138,5 +138,5 @@ def evaluate_task(
 
 def model_logits(model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
     """The head output for a batch with ``input_ids`` or ``input_values`` (and ``padding_mask``)."""
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "input_values") if k in batch}
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "input_values", "segment_ids") if k in batch}
     return model(**inputs, padding_mask=batch["padding_mask"].to(device)).logits

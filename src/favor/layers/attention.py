@@ -5,6 +5,8 @@ layout of `favor.ops`: ``(batch, heads, length, head_dim)``. Subclasses only say
 (`attend`) and, for causal modules, how to continue from a decoding cache (`step`).
 
 `padding_mask` is ``(batch, length)`` bool, True at padding: padded keys never influence real positions.
+Packed rows add ``segment_ids`` ``(batch, length)`` (a query sees only keys of its own segment) and
+``positions`` ``(batch, length)``, each token's index within its segment, which rotary positions use.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ class SelfAttention(nn.Module):
         self.rotary = RotaryEmbedding(head_dim=self.head_dim) if rotary else None
 
     def _split_heads(
-        self, x: torch.Tensor, *, offset: int = 0
+        self, x: torch.Tensor, *, offset: int = 0, positions: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, length, _ = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim)  # (B, L, 3, H, d)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, L, d)
         if self.rotary is not None:
-            q, k = self.rotary(q, offset=offset), self.rotary(k, offset=offset)
+            q = self.rotary(q, offset=offset, positions=positions)
+            k = self.rotary(k, offset=offset, positions=positions)
         return q, k, v
 
     def _merge_heads(self, out: torch.Tensor) -> torch.Tensor:
@@ -48,13 +51,28 @@ class SelfAttention(nn.Module):
         out = out.transpose(1, 2).reshape(batch, length, self.d_model)  # (B, L, D)
         return self.out(out)
 
-    def forward(self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``x``: ``(batch, length, d_model)``; returns the same shape."""
-        q, k, v = self._split_heads(x)
-        return self._merge_heads(self.attend(q, k, v, padding_mask=padding_mask))
+        q, k, v = self._split_heads(x, positions=positions)
+        if segment_ids is None:
+            return self._merge_heads(self.attend(q, k, v, padding_mask=padding_mask))
+        return self._merge_heads(self.attend(q, k, v, padding_mask=padding_mask, segment_ids=segment_ids))
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, padding_mask: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        padding_mask: torch.Tensor | None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Heads ``(batch, heads, length, head_dim)`` in, same layout out."""
         raise NotImplementedError
@@ -83,12 +101,22 @@ class ExactSelfAttention(SelfAttention):
     """
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, padding_mask: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        padding_mask: torch.Tensor | None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if padding_mask is None:
+        if padding_mask is None and segment_ids is None:
             return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         length = q.shape[-2]
-        allowed = ~padding_mask[:, None, None, :]  # (B, 1, 1, L), True = may attend
+        allowed = torch.ones(q.shape[0], 1, 1, length, dtype=torch.bool, device=q.device)
+        if padding_mask is not None:
+            allowed = ~padding_mask[:, None, None, :]  # (B, 1, 1, L), True = may attend
+        if segment_ids is not None:  # packed rows: a block-diagonal mask
+            allowed = allowed & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
         eye = torch.eye(length, dtype=torch.bool, device=q.device)
         if self.causal:
             allowed = allowed & torch.ones_like(eye).tril()

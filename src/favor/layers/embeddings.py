@@ -44,7 +44,9 @@ class InputEmbedding(nn.Module):
         input_values: torch.Tensor | None = None,
         *,
         offset: int = 0,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """``positions`` ``(B, L)``: each token's learned position (packed rows restart at each segment)."""
         if (input_ids is None) == (input_values is None):
             raise ValueError("pass exactly one of input_ids (B, L) and input_values (B, L, input_dim)")
         if input_ids is not None:
@@ -63,5 +65,5 @@ class InputEmbedding(nn.Module):
                 )
             x = self.values(input_values)  # (B, L, D)
         if self.positions is not None:
-            x = x + self.positions(x.shape[1], offset=offset)
+            x = x + self.positions(x.shape[1], offset=offset, positions=positions)
         return self.dropout(x)

@@ -55,7 +55,13 @@ class FavorSelfAttention(SelfAttention):
         self.projection.copy_(new.to(self.projection.device))
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, padding_mask: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        padding_mask: torch.Tensor | None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return favor_attention(
             q,
@@ -66,6 +72,7 @@ class FavorSelfAttention(SelfAttention):
             kernel=self.kernel,
             key_padding_mask=padding_mask,
             chunk_size=self.chunk_size,
+            segment_ids=segment_ids,
         )
 
     def attend_step(

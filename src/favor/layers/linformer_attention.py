@@ -39,8 +39,20 @@ class LinformerSelfAttention(SelfAttention):
             nn.init.xavier_normal_(self.value_projection)
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, padding_mask: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        padding_mask: torch.Tensor | None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if segment_ids is not None:
+            # E and F project all L positions of a row onto proj_dim rows: every output mixes every segment.
+            raise ValueError(
+                "Linformer cannot keep packed segments apart (its length projection mixes every position "
+                "of a row); train it on one sequence per row (data.mode=single)"
+            )
         length = k.shape[2]
         if length > self.max_length:
             raise ValueError(f"length {length} exceeds the Linformer max_length={self.max_length}")

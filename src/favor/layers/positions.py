@@ -22,8 +22,19 @@ class LearnedPositions(nn.Module):
         self.max_length = max_length
         self.weight = nn.Parameter(torch.randn(max_length, d_model) * 0.02)
 
-    def forward(self, length: int, *, offset: int = 0) -> torch.Tensor:
-        """Position vectors for positions ``offset .. offset + length - 1``: ``(length, d_model)``."""
+    def forward(self, length: int, *, offset: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Position vectors for positions ``offset .. offset + length - 1``: ``(length, d_model)``.
+
+        ``positions`` ``(batch, length)`` (packed rows: indices within each segment) gives
+        ``(batch, length, d_model)`` instead.
+        """
+        if positions is not None:
+            if positions.numel() and int(positions.max()) >= self.max_length:
+                raise ValueError(
+                    f"position {int(positions.max())} exceeds max_length={self.max_length} of the learned "
+                    "position table; raise ModelConfig.max_length or use position='rotary'"
+                )
+            return self.weight[positions]
         if offset + length > self.max_length:
             raise ValueError(
                 f"positions up to {offset + length} exceed max_length={self.max_length} of the learned "
@@ -43,13 +54,22 @@ class RotaryEmbedding(nn.Module):
         # Deterministic from head_dim: not saved with the weights.
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
 
-    def forward(self, x: torch.Tensor, *, offset: int = 0) -> torch.Tensor:
-        """Rotate ``x`` ``(batch, heads, length, head_dim)`` at positions ``offset + arange(length)``."""
+    def forward(
+        self, x: torch.Tensor, *, offset: int = 0, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Rotate ``x`` ``(batch, heads, length, head_dim)`` at positions ``offset + arange(length)``.
+
+        ``positions`` ``(batch, length)`` gives each row its own positions instead (packed rows: the index
+        within each segment, so positions restart at every segment).
+        """
         length = x.shape[-2]
         # Angles in at least float32 whatever the activations' dtype (bf16 angles are far too coarse).
         angle_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        positions = torch.arange(offset, offset + length, device=x.device, dtype=angle_dtype)
-        angles = positions[:, None] * self.inv_freq.to(angle_dtype)[None, :]  # (L, d/2)
+        if positions is None:
+            positions = torch.arange(offset, offset + length, device=x.device, dtype=angle_dtype)
+        else:
+            positions = positions.to(angle_dtype)[:, None, :]  # (B, 1, L): broadcast over heads
+        angles = positions[..., None] * self.inv_freq.to(angle_dtype)  # (L, d/2) or (B, 1, L, d/2)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
         pairs = x.unflatten(-1, (-1, 2))  # (B, H, L, d/2, 2)
         even, odd = pairs[..., 0], pairs[..., 1]

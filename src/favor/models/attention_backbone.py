@@ -33,9 +33,11 @@ class AttentionBlock(nn.Module):
         self.norm_feed_forward = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(batch, length, d_model)`` -> same shape."""
-        x = x + self.dropout(self.attention(self.norm_attention(x), padding_mask=padding_mask))
+    def forward(
+        self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None, **packing: Any
+    ) -> torch.Tensor:
+        """``(batch, length, d_model)`` -> same shape; ``packing``: ``segment_ids`` and ``positions``."""
+        x = x + self.dropout(self.attention(self.norm_attention(x), padding_mask=padding_mask, **packing))
         return x + self.dropout(self.feed_forward(self.norm_feed_forward(x)))
 
     def step(self, x: torch.Tensor, cache: Any, *, offset: int) -> tuple[torch.Tensor, Any]:
@@ -92,8 +94,11 @@ class AttentionBackbone(Backbone):
             for layer in range(config.n_layers)
         )
 
-    def forward(self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        return self.run_blocks(self.blocks, x, padding_mask=padding_mask)
+    def forward(
+        self, x: torch.Tensor, *, padding_mask: torch.Tensor | None = None, **packing: Any
+    ) -> list[torch.Tensor]:
+        """``packing``: ``segment_ids`` and ``positions`` of packed rows (see `favor.ops.segments`)."""
+        return self.run_blocks(self.blocks, x, padding_mask=padding_mask, **packing)
 
     def step(self, x: torch.Tensor, state: list[Any], *, offset: int) -> tuple[torch.Tensor, list[Any]]:
         self._require_causal()

@@ -24,6 +24,7 @@ from favor.models.config import PER_POSITION_TASKS, ModelConfig
 from favor.models.factory import build_backbone, build_head
 from favor.models.losses import task_loss
 from favor.models.outputs import DecodingState, ModelOutput
+from favor.ops.segments import check_segment_ids, segment_positions
 
 __all__ = ["SequenceModel"]
 
@@ -64,6 +65,7 @@ class SequenceModel(nn.Module):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         repr_layers: list[int] | tuple[int, ...] | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> ModelOutput:
         """Run the model on a batch.
 
@@ -73,11 +75,17 @@ class SequenceModel(nn.Module):
             labels: see `favor.models.losses.task_loss` for the shape per task; -100 is ignored.
             output_hidden_states: return all ``n_layers + 1`` states.
             repr_layers: return only these states (0 = embeddings, n_layers = final; negative counts back).
+            segment_ids: ``(B, L)`` integers for packed rows (several proteins per row): tokens attend only
+                within their segment and positions restart at each segment, so every segment gets exactly
+                the outputs it would get alone (performer and transformer backbones, per-position tasks).
         """
-        x = self.embedding(input_ids, input_values)  # (B, L, D)
+        packing = self._packing(
+            segment_ids, input_ids if input_ids is not None else input_values, padding_mask
+        )
+        x = self.embedding(input_ids, input_values, positions=packing.get("positions"))  # (B, L, D)
         if padding_mask is not None:
             _check_padding_mask(padding_mask, x)
-        states = self.backbone(x, padding_mask=padding_mask)
+        states = self.backbone(x, padding_mask=padding_mask, **packing)
         logits = self._head(states[-1], padding_mask)
         loss = None
         if labels is not None:
@@ -91,6 +99,24 @@ class SequenceModel(nn.Module):
         return ModelOutput(
             logits=logits, loss=loss, hidden_states=self._select(states, output_hidden_states, repr_layers)
         )
+
+    def _packing(
+        self, segment_ids: torch.Tensor | None, inputs: torch.Tensor | None, padding_mask: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """``segment_ids`` and the positions within segments, checked; empty without packing."""
+        if segment_ids is None:
+            return {}
+        config = self.config
+        if config.backbone not in ("performer", "transformer"):
+            raise ValueError(
+                f"segment_ids (packed rows) need a performer or transformer backbone; backbone "
+                f"{config.backbone!r} would mix the segments of a row"
+            )
+        if config.task not in PER_POSITION_TASKS:
+            raise ValueError(f"segment_ids (packed rows) need a per-position task, not {config.task!r}")
+        if inputs is not None:
+            check_segment_ids(segment_ids, inputs.unsqueeze(-1) if inputs.dim() == 2 else inputs)
+        return {"segment_ids": segment_ids, "positions": segment_positions(segment_ids, padding_mask)}
 
     def _head(self, hidden: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         if isinstance(self.head, SequenceHead):

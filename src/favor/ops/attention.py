@@ -15,6 +15,7 @@ from favor.ops.common import keep_mask
 from favor.ops.features import get_kernel
 from favor.ops.naive import naive_causal_attention, naive_noncausal_attention
 from favor.ops.noncausal import noncausal_attention
+from favor.ops.segments import check_segment_ids, segment_layout
 
 __all__ = ["favor_attention", "favor_attention_step"]
 
@@ -66,6 +67,7 @@ def favor_attention(
     chunk_size: int = 64,
     tile_size: int | None = None,
     mode: str = "fast",
+    segment_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """FAVOR+ estimate of ``softmax(q k^T / sqrt(d)) v`` (or generalized attention for ``kernel="relu"``).
 
@@ -83,6 +85,11 @@ def favor_attention(
             causal: rounded to a multiple of ``chunk_size``). Changes speed, not results.
         mode: "fast" (default) or "naive" (plain twin with an explicit (L, L) matrix or prefix sums; tests).
             The fast path gives no gradient to ``projection`` (a fixed random draw); "naive" does.
+        segment_ids: ``(batch, length)`` integers for packed rows: a query attends only to keys of its own
+            row and segment id (bidirectional: per-segment key sums and stabilizers; causal: the prefix
+            state restarts at each segment's first position). Equal to running each segment alone; the
+            segments are laid out as rows of their own by :mod:`favor.ops.segments` (cost stays O(L)).
+            Outputs at padded positions are zeros then.
 
     Returns:
         ``(batch, heads, length, head_dim)`` in the dtype of ``v``.
@@ -94,6 +101,20 @@ def favor_attention(
     _check_qkv(q, k, v)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if segment_ids is not None:
+        check_segment_ids(segment_ids, q)
+        keep_mask(key_padding_mask, q)  # validates the mask
+        layout = segment_layout(segment_ids, key_padding_mask)
+        if not layout.sources:  # every position is padding
+            return torch.zeros_like(v)
+        options = {"causal": causal, "kernel": kernel, "chunk_size": chunk_size, "tile_size": tile_size}
+        pieces = [
+            favor_attention(*parts, projection, key_padding_mask=pad, mode=mode, **options)
+            for *parts, pad in zip(
+                layout.split(q), layout.split(k), layout.split(v), layout.padding, strict=True
+            )
+        ]
+        return layout.merge(pieces)
     keep = keep_mask(key_padding_mask, q)
     feature_kernel = get_kernel(kernel, projection)
     with _full_precision(q) as dtype:

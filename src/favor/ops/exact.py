@@ -14,6 +14,7 @@ def softmax_attention(
     *,
     causal: bool = False,
     key_padding_mask: torch.Tensor | None = None,
+    segment_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact attention, written out (any dtype, float64 included) for use as a reference.
 
@@ -21,6 +22,8 @@ def softmax_attention(
         q, k, v: ``(batch, heads, length, head_dim)``; k and v may have a different length than q.
         causal: query i sees keys j <= i (aligned at the end when lengths differ, as in decoding).
         key_padding_mask: ``(batch, key_length)`` bool, True marks padding.
+        segment_ids: ``(batch, length)`` integers (q and k of one length): a query sees only keys with its
+            own id (a block-diagonal mask for packed rows).
 
     Returns:
         ``(batch, heads, length, head_dim)``. A query with no visible key gets zeros.
@@ -33,6 +36,8 @@ def softmax_attention(
     visible = visible.expand(scores.shape)
     if key_padding_mask is not None:
         visible = visible & ~key_padding_mask[:, None, None, :]
+    if segment_ids is not None:
+        visible = visible & (segment_ids[:, None, :, None] == segment_ids[:, None, None, :])
     scores = scores.masked_fill(~visible, float("-inf"))
     weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
     return weights @ v

@@ -67,7 +67,9 @@ class DataConfig:
     # disables validation (every source).
     train: str | None = None
     valid: str | None = None
-    # single: one protein per item, cropped; concatenated: proteins joined by <eos> and cut into windows.
+    # single: one protein per item, cropped; concatenated: proteins joined by <eos> and cut into windows;
+    # packed: several whole (cropped) proteins per row of max_length, kept apart by segment_ids (performer
+    # and transformer backbones; validation scores one protein per row, as single does).
     mode: str = "single"
     # Tokens per item: the crop length (single) or the window (concatenated); for the other sources the
     # window of characters (text), the context in time steps (timeseries) or 64 pixels (digits).
@@ -94,7 +96,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_choice("data", "source", self.source, SOURCES)
-        check_choice("data", "mode", self.mode, ("single", "concatenated"))
+        check_choice("data", "mode", self.mode, ("single", "concatenated", "packed"))
         unknown = ("error", "unk") if self.source == "text" else ("error", "x", "skip")
         check_choice("data", "unknown", self.unknown, unknown)
         check_min("data", "max_length", self.max_length, 3)
@@ -153,6 +155,13 @@ class TrainConfig:
     # Horizon of the decay; None means max_steps. Set it to train a long schedule in several shorter runs,
     # or when max_minutes will stop the run before max_steps (the run then prints a note saying so).
     schedule_steps: int | None = None
+    # Training-time budget in minutes (evaluation and checkpoints excluded, summed over resumed invocations):
+    # the decay spans it and the run stops when it is spent. Use it for CPU runs sized by time; it replaces
+    # schedule_steps (max_minutes still caps one invocation, e.g. one session of a longer budget).
+    budget_minutes: float | None = None
+    # Initial weights: a model folder (config.json + model.safetensors) or a run folder (its model/ or its
+    # latest checkpoint) of the same architecture. The optimizer and schedule start afresh (a warm restart).
+    init_from: str | None = None
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
@@ -206,6 +215,15 @@ class TrainConfig:
             raise ConfigError(f"train.min_lr_ratio={self.min_lr_ratio!r}: expected a float in [0, 1]")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"train.betas={list(self.betas)!r}: expected two floats in [0, 1)")
+        if self.budget_minutes is not None:
+            if isinstance(self.budget_minutes, bool) or self.budget_minutes <= 0:
+                raise ConfigError(
+                    f"train.budget_minutes={self.budget_minutes!r}: expected a float > 0 or null"
+                )
+            if self.schedule_steps is not None:
+                raise ConfigError(
+                    "train.budget_minutes and train.schedule_steps both set the decay's horizon; set one"
+                )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"train.max_minutes={self.max_minutes!r}: expected a float > 0 or null")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -279,6 +297,13 @@ def _check_lengths(model: ModelConfig, dataset: DataConfig, train: TrainConfig) 
         raise ConfigError(
             f"model.max_length={model.max_length} is smaller than the longest batch, data.max_length="
             f"{dataset.max_length} rounded up to data.pad_to_multiple_of={dataset.pad_to_multiple_of}"
+        )
+    if dataset.mode == "packed" and (
+        dataset.source != "protein" or model.backbone not in ("performer", "transformer")
+    ):
+        raise ConfigError(
+            "data.mode=packed needs data.source=protein and a performer or transformer backbone (they keep "
+            f"the proteins of a row apart); got {dataset.source} and {model.backbone}"
         )
     if train.tbptt:
         if dataset.source != "text" or model.backbone not in RECURRENT_BACKBONES:

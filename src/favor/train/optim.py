@@ -15,7 +15,7 @@ from torch import nn
 from favor.layers.positions import LearnedPositions
 from favor.train.config import TrainConfig
 
-__all__ = ["WarmupDecay", "build_optimizer", "build_scheduler", "parameter_groups"]
+__all__ = ["WarmupDecay", "budget_decay", "build_optimizer", "build_scheduler", "parameter_groups"]
 
 
 def parameter_groups(model: nn.Module) -> tuple[list[str], list[str]]:
@@ -65,10 +65,14 @@ class WarmupDecay:
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / (self.warmup_steps + 1)
+        span = max(1, self.total_steps - self.warmup_steps)
+        return self.at(min(1.0, (step - self.warmup_steps) / span))
+
+    def at(self, progress: float) -> float:
+        """The decay multiplier at ``progress`` in [0, 1] of the decay (1 at 0, min_ratio at 1)."""
         if self.decay == "constant":
             return 1.0
-        span = max(1, self.total_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
+        progress = min(1.0, max(0.0, progress))
         if self.decay == "cosine":
             shape = 0.5 * (1.0 + math.cos(math.pi * progress))
         else:
@@ -79,11 +83,28 @@ class WarmupDecay:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` over `WarmupDecay`, stepped once per optimizer step."""
+    """A ``LambdaLR`` over `WarmupDecay`, stepped once per optimizer step.
+
+    Under ``train.budget_minutes`` the ``LambdaLR`` only warms up; the decay follows the training time spent
+    (`budget_decay`, applied by the trainer after every step).
+    """
     schedule = WarmupDecay(
         warmup_steps=config.warmup_steps,
         total_steps=config.horizon,
-        decay=config.schedule,
+        decay="constant" if config.budget_minutes is not None else config.schedule,
         min_ratio=config.min_lr_ratio,
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def budget_decay(config: TrainConfig, train_time_s: float) -> float:
+    """The decay multiplier of a ``train.budget_minutes`` run after ``train_time_s`` seconds of training.
+
+    The decay spans the whole budget, measured in training time (evaluations and checkpoints excluded) summed
+    over every invocation that continued the run, so a run that is stopped and resumed anneals exactly as one
+    that ran straight through, and a time-limited run really reaches ``min_lr_ratio``.
+    """
+    if config.budget_minutes is None:
+        return 1.0
+    shape = WarmupDecay(warmup_steps=0, total_steps=1, decay=config.schedule, min_ratio=config.min_lr_ratio)
+    return shape.at(train_time_s / (60.0 * config.budget_minutes))

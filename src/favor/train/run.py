@@ -167,12 +167,14 @@ def _time_up(trainer: Trainer, start: float, max_minutes: float | None) -> bool:
 def _schedule_note(config: RunConfig) -> str | None:
     """A warning when a time limit will likely stop the run before its learning rate has decayed."""
     cfg = config.train
-    if cfg.max_minutes is None or cfg.schedule_steps is not None or cfg.schedule == "constant":
+    if cfg.max_minutes is None or cfg.schedule == "constant":
+        return None
+    if cfg.schedule_steps is not None or cfg.budget_minutes is not None:
         return None
     return (
         f"note: train.max_minutes={cfg.max_minutes:g} is set, but the {cfg.schedule} learning-rate decay "
         f"spans train.max_steps={cfg.max_steps}; if time runs out first the rate never decays. Set "
-        "train.schedule_steps to the number of steps you expect to reach."
+        "train.budget_minutes (a decay over training time) or train.schedule_steps."
     )
 
 
@@ -185,6 +187,8 @@ def _run_loop(loop: _Loop, progress: Progress) -> str:
             return "max_steps"
         if _time_up(trainer, loop.start, cfg.max_minutes):
             return "max_minutes"
+        if trainer.budget_spent:
+            return "budget_minutes"
         result = trainer.train_step()
         loop.window.append(result)
         elapsed = loop.elapsed()

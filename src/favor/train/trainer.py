@@ -42,7 +42,7 @@ from favor.train.checkpoint import capture_rng_state, load_checkpoint, restore_r
 from favor.train.config import RunConfig
 from favor.train.data import build_run_data
 from favor.train.distributed import DistContext
-from favor.train.optim import build_optimizer, build_scheduler
+from favor.train.optim import budget_decay, build_optimizer, build_scheduler
 from favor.train.tbptt import carry_from_tensors, carry_to_tensors, tbptt_window
 
 __all__ = ["Trainer", "TrainerState", "StepResult"]
@@ -94,7 +94,10 @@ class Trainer:
         )
         self.unigram = self.data.unigram
         self.unigram_log_probs = self.data.unigram_log_probs
-        self.model = SequenceModel(config.model).to(self.device)
+        self.model = SequenceModel(config.model)
+        if train.init_from is not None:
+            _init_weights(self.model, train.init_from)
+        self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, train)
         self.scheduler = build_scheduler(self.optimizer, train)
         self.ddp: DistributedDataParallel | None = None
@@ -132,8 +135,13 @@ class Trainer:
             device_type=self.device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16
         )
 
-    def train_step(self) -> StepResult:
-        """One optimizer step over ``grad_accum`` micro-batches; a non-finite loss or gradient skips it."""
+    def next_batch(self) -> dict[str, Any]:
+        """The next training batch of this rank's loader (what `train_step` would read next)."""
+        return self._next_batch()
+
+    def train_step(self, micro: list[dict[str, Any]] | None = None) -> StepResult:
+        """One optimizer step over ``grad_accum`` micro-batches (or the given ``micro``-batches); a
+        non-finite loss or gradient skips it."""
         start = time.perf_counter()
         train = self.config.train
         step = self.state.step
@@ -142,7 +150,8 @@ class Trainer:
         if train.redraw_interval and step > 0 and step % train.redraw_interval == 0:
             if self.model.redraw_projections(generator_for(train.seed, _REDRAW_STREAM, step)):
                 self.state.redraws += 1
-        micro = [self._next_batch() for _ in range(train.grad_accum)]
+        if micro is None:
+            micro = [self._next_batch() for _ in range(train.grad_accum)]
         n_local = sum(_count_targets(b["labels"]) for b in micro)
         tokens_local = sum(int((~b["padding_mask"]).sum()) for b in micro)
         n_global, tokens_global = self.dist.all_reduce_sum([n_local, tokens_local])
@@ -175,9 +184,33 @@ class Trainer:
         self.state.tokens_seen += int(tokens_global)
         seconds = time.perf_counter() - start
         self.state.train_time_s += seconds
+        self._apply_budget_decay()
         return StepResult(
             loss=loss, grad_norm=grad_norm, tokens=int(tokens_global), skipped=skipped, seconds=seconds
         )
+
+    def _apply_budget_decay(self) -> None:
+        """Under ``train.budget_minutes``: scale the warmed-up rate by the decay at the training time spent.
+
+        Every rank uses rank 0's clock, so the rates stay identical across ranks.
+        """
+        train = self.config.train
+        if train.budget_minutes is None:
+            return
+        seconds = self.state.train_time_s if self.dist.is_main else 0.0
+        seconds = self.dist.all_reduce_sum([seconds])[0]
+        factor = budget_decay(train, seconds)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * self.scheduler.lr_lambdas[0](self.state.step) * factor
+
+    @property
+    def budget_spent(self) -> bool:
+        """Whether a ``train.budget_minutes`` run has used its training time."""
+        budget = self.config.train.budget_minutes
+        if budget is None:
+            return False
+        spent = float(self.state.train_time_s >= 60.0 * budget) if self.dist.is_main else 0.0
+        return self.dist.all_reduce_sum([spent])[0] > 0
 
     def _logits(self, forward: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         if not self.config.train.tbptt:
@@ -295,6 +328,31 @@ class Trainer:
         known = set(TrainerState.__dataclass_fields__)
         self.state = TrainerState(**{k: v for k, v in ckpt.trainer.items() if k in known})
         restore_rng_state(ckpt.rng_tensors, prefix=f"rank{self.dist.rank}.", device=self.device)
+
+
+def _init_weights(model: SequenceModel, source: str) -> None:
+    """Load the weights of ``source`` (a model folder, a run folder or a checkpoint folder) into ``model``."""
+    from favor.models.pretrained import load_pretrained
+
+    path = Path(source)
+    candidates = [path, path / "model"]
+    pointer = path / "checkpoints" / "latest"
+    if pointer.is_file():
+        candidates.append(path / "checkpoints" / pointer.read_text(encoding="utf-8").strip() / "model")
+    folder = next((c for c in candidates if (c / "config.json").is_file()), None)
+    if folder is None:
+        raise FileNotFoundError(
+            f"train.init_from={source!r}: no model found (config.json in it, in its model/ or in its latest "
+            "checkpoint)"
+        )
+    source_model = load_pretrained(folder)
+    if source_model.config.to_dict() != model.config.to_dict():
+        ours, theirs = model.config.to_dict(), source_model.config.to_dict()
+        diff = sorted(k for k in ours if ours[k] != theirs.get(k))
+        raise ValueError(
+            f"train.init_from={source!r}: {folder} holds a different model; differing keys: {', '.join(diff)}"
+        )
+    model.load_state_dict(source_model.state_dict())
 
 
 def _count_targets(labels: torch.Tensor) -> int:
