@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 def _window(run: Path, data: Path) -> tuple[object, torch.Tensor, str]:
     """The model of ``run`` and the ids of the first protein in ``data`` that fills its context."""
     from favor.data import read_fasta
-    from favor.serve.loading import load_served_model
+    from favor.folders import load_served_model
 
     served = load_served_model(run)
     residues = served.model.config.max_length - 2

@@ -7,9 +7,11 @@ interleaved rounds so that machine noise hits every variant alike:
     packed           whole proteins packed several per row (best-fit decreasing) with segment_ids
     padded-bucketed  one protein per row, token-budget batches sorted by length within buffers of 1,024
                      (favor's default for data.mode=single)
-    padded-random    one protein per row in random order (no length bucketing)
+    padded-random    one protein per row, data.max_tokens // data.max_length proteins per batch in random
+                     order, padded to the longest (the classic fixed-size padded batch)
 
-Each variant reads the same token budget per batch (data.max_tokens, padding included). Residues are the real
+The first two fill the same token budget per batch (data.max_tokens, padding included); the third has at
+most that many tokens. Residues are the real
 (non-padding) tokens of a step; the table reports the median of per-round rates and the ratio to packed.
 
     python benchmarks/packing.py --rounds 5 --steps 6 --threads 1      # the BENCHMARKS.md table
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from favor.data.batching import FixedSizeBatchSampler
 from favor.train.config import load_run_config
 from favor.train.distributed import DistContext
 from favor.train.trainer import Trainer
@@ -36,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "packed": ["data.mode=packed"],
     "padded-bucketed": ["data.mode=single"],
-    "padded-random": ["data.mode=single", "data.buffer_size=1"],
+    "padded-random": ["data.mode=single"],
 }
 
 
@@ -63,6 +66,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = args.data_root / "proteins" / "train.fasta.gz"
     trainers = {name: build(args.config, train, extra) for name, extra in VARIANTS.items()}
+    loader, data = trainers["padded-random"].data.train_loader, trainers["padded-random"].config.data
+    loader.batch_sampler = FixedSizeBatchSampler(len(loader.dataset), batch_size=data.batch_size, seed=0)
     for trainer in trainers.values():
         trainer.train_step()  # warm-up step, not timed
     rates: dict[str, list[float]] = {name: [] for name in trainers}

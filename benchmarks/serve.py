@@ -169,8 +169,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="in-process batched size")
     args = parser.parse_args()
 
+    from favor.folders import load_served_model
     from favor.serve.engine import InferenceEngine
-    from favor.serve.loading import load_served_model
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from favor.folders import ModelLoadError, load_served_model
 from favor.models import SequenceModel
-from favor.serve.loading import ModelLoadError, load_served_model
 
 __all__ = [
     "ExportError",
@@ -115,7 +115,7 @@ def export_onnx(
     """Export the model of ``model_dir`` to ``out_path`` (one self-contained .onnx file).
 
     Args:
-        model_dir: a model folder, a training run directory or a checkpoint (see `favor.serve.loading`).
+        model_dir: a model folder, a training run directory or a checkpoint (see `favor.folders`).
         out_path: the .onnx file to write (parent folders are created).
         opset: ONNX opset version.
         check: run onnxruntime on fresh inputs (other batch sizes and lengths than the export example,

@@ -20,6 +20,10 @@ def _print_json(data: Any) -> None:
 
 
 def _model_folder(path: Path) -> Path:
+    from favor.folders import BUNDLED_MODELS, bundled_model_dir
+
+    if str(path) in BUNDLED_MODELS and not path.exists():
+        return bundled_model_dir(str(path))
     if (path / "config.json").is_file():
         return path
     if (path / "model" / "config.json").is_file():

@@ -52,3 +52,30 @@ def test_mask_shape_and_dtype_are_checked():
         favor_attention(q, k, v, w, key_padding_mask=torch.zeros(2, 6, dtype=torch.bool))
     with pytest.raises(ValueError, match="bool"):
         favor_attention(q, k, v, w, key_padding_mask=torch.zeros(2, 5))
+
+
+def _leaky_padding(length, positions, seed=1):
+    """Inputs whose padded keys have ordinary norms (weights that do not underflow) and values of 1e3, so a
+    key that leaked into the numerator or denominator would move real outputs by a lot."""
+    q, k, v, w = _inputs(length, seed=seed)
+    mask = torch.zeros(2, length, dtype=torch.bool)
+    mask[:, positions] = True
+    v = torch.where(mask[:, None, :, None], torch.full_like(v, 1e3), v)
+    return q, k, v, w, mask
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_padded_keys_of_ordinary_norm_never_leak(causal, kernel, where):
+    length = 30
+    positions = {"start": slice(0, 7), "middle": slice(11, 18), "end": slice(23, 30)}[where]
+    q, k, v, w, mask = _leaky_padding(length, positions)
+    real = ~mask[0]
+    out = favor_attention(q, k, v, w, causal=causal, kernel=kernel, key_padding_mask=mask, chunk_size=4)
+    # The same real positions with the padding cut out: for causal rows, every real query sees the same
+    # real keys before it, so the outputs must agree at every real position.
+    alone = favor_attention(
+        q[..., real, :], k[..., real, :], v[..., real, :], w, causal=causal, kernel=kernel
+    )
+    torch.testing.assert_close(out[..., real, :], alone, rtol=1e-10, atol=1e-10)

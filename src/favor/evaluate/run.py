@@ -39,7 +39,9 @@ def evaluate_run(
     timeseries, text or digits run on ``split`` of its source (see `favor.evaluate.task_run`).
 
     Args:
-        run_dir: a folder written by ``favor train`` (config.yaml, unigram.json, model/).
+        run_dir: a folder written by ``favor train`` (config.yaml, unigram.json, model/), or a model folder
+            with its config.yaml and unigram.json beside config.json (a bundled model's name, e.g.
+            favor-protein-small, is one).
         data: FASTA file to evaluate on (protein runs; required), or a text file (text runs; optional).
         split: the held-out part of a timeseries, text or digits run: test or valid.
         concatenated: score windows of concatenated proteins instead of single (start-cropped) proteins.
@@ -50,16 +52,22 @@ def evaluate_run(
         threads: torch CPU threads while evaluating (default: the run's train.cpu_threads, else torch's).
     """
     # Imported here: favor.train imports this package's metrics.
+    from favor.folders import resolve_model_dir
     from favor.train.config import load_run_config
     from favor.train.distributed import resolve_device
-    from favor.train.run import CONFIG_FILE, MODEL_DIR
+    from favor.train.run import CONFIG_FILE
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: run folder not found")
+    model_dir = resolve_model_dir(run_dir)
+    homes = [Path(run_dir), model_dir, model_dir.parent]
+    home = next((h for h in homes if (h / CONFIG_FILE).is_file()), None)
+    if home is None:
+        raise FileNotFoundError(
+            f"{run_dir}: no {CONFIG_FILE} (the run's config) in the run or beside its model"
+        )
+    run_dir = home
     config = load_run_config(run_dir / CONFIG_FILE)
     target = resolve_device(device)
-    model = load_pretrained(run_dir / MODEL_DIR, device=target)
+    model = load_pretrained(model_dir, device=target)
     if config.data.source != "protein":
         return _evaluate_other(run_dir, config, model, split, data, target, max_batches, threads)
     if data is None:

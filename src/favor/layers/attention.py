@@ -19,7 +19,7 @@ from torch import nn
 
 from favor.layers.positions import RotaryEmbedding
 
-__all__ = ["SelfAttention", "ExactSelfAttention"]
+__all__ = ["SelfAttention", "ExactSelfAttention", "KVCache"]
 
 
 class SelfAttention(nn.Module):
@@ -97,7 +97,7 @@ class SelfAttention(nn.Module):
 class ExactSelfAttention(SelfAttention):
     """Exact softmax attention through `torch.nn.functional.scaled_dot_product_attention`.
 
-    Decoding keeps a KV cache: ``(k, v)``, each ``(batch, heads, consumed, head_dim)``.
+    Decoding keeps a `KVCache` (keys and values of the positions consumed, in a preallocated buffer).
     """
 
     def attend(
@@ -126,18 +126,72 @@ class ExactSelfAttention(SelfAttention):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
 
     def attend_step(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        cache: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        if cache is not None:
-            k = torch.cat([cache[0], k], dim=2)  # (B, H, P + T, d)
-            v = torch.cat([cache[1], v], dim=2)
-        new, total = q.shape[2], k.shape[2]
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None
+    ) -> tuple[torch.Tensor, KVCache]:
+        cache = KVCache.start(k) if cache is None else cache
+        cache = cache.append(k, v)
+        keys, values = cache.keys, cache.values
+        new, total = q.shape[2], keys.shape[2]
         mask = None
         if new > 1:
             # New position t sits at total - new + t and sees keys up to itself.
             mask = torch.ones(new, total, dtype=torch.bool, device=q.device).tril(diagonal=total - new)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), (k, v)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask), cache
+
+
+class _KVBuffer:
+    """Preallocated key and value storage shared by the caches of one decoding branch.
+
+    ``filled`` is how many positions some cache has written; only a cache of exactly that length may append
+    in place (a sibling cache, stepped from the same earlier state, copies instead).
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, filled: int) -> None:
+        self.keys, self.values, self.filled = keys, values, filled
+
+    @property
+    def capacity(self) -> int:
+        return self.keys.shape[2]
+
+
+class KVCache:
+    """An exact-attention decoding cache: keys and values ``(batch, heads, length, head_dim)`` of the
+    positions seen so far, in a buffer that grows by doubling, so a token costs O(length) attention and O(1)
+    amortized copying (a ``torch.cat`` per token would copy the whole cache every time).
+
+    Immutable as a value: `append` returns a new cache and never changes what an existing one holds, so a
+    state can be reused to branch (decoding from one prompt several ways).
+    """
+
+    def __init__(self, buffer: _KVBuffer, length: int) -> None:
+        self._buffer, self.length = buffer, length
+
+    @classmethod
+    def start(cls, like: torch.Tensor, capacity: int = 64) -> KVCache:
+        batch, heads, _, dim = like.shape
+        empty = like.new_empty(batch, heads, capacity, dim)
+        return cls(_KVBuffer(empty, torch.empty_like(empty), 0), 0)
+
+    @property
+    def keys(self) -> torch.Tensor:
+        return self._buffer.keys[:, :, : self.length]
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self._buffer.values[:, :, : self.length]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> KVCache:
+        """The cache after ``k``, ``v`` ``(batch, heads, T, head_dim)`` more positions."""
+        buffer, need = self._buffer, self.length + k.shape[2]
+        if buffer.filled != self.length or need > buffer.capacity:
+            # Another cache grew this buffer past us (a branch), or it is full: copy into a new buffer.
+            capacity = max(need, 2 * buffer.capacity)
+            keys = k.new_empty(*k.shape[:2], capacity, k.shape[-1])
+            values = torch.empty_like(keys)
+            keys[:, :, : self.length] = self.keys
+            values[:, :, : self.length] = self.values
+            buffer = _KVBuffer(keys, values, self.length)
+        buffer.keys[:, :, self.length : need] = k
+        buffer.values[:, :, self.length : need] = v
+        buffer.filled = need
+        return KVCache(buffer, need)

@@ -7,10 +7,10 @@ Routes: POST /embed /fill-mask /score /generate /predict, GET /health /metrics /
 Concurrent requests are micro-batched into shared forward passes in one worker thread (see
 `favor.serve.batcher`). Details, limits and error codes: docs/serving.md.
 
-`favor.serve.loading` (model folder / run directory resolution) needs only torch; the rest needs FastAPI.
+`favor.folders` (model folder / run directory resolution) needs only torch; the rest needs FastAPI.
 """
 
-from favor.serve.loading import ModelLoadError, ServedModel, load_served_model, resolve_model_dir
+from favor.folders import ModelLoadError, ServedModel, load_served_model, resolve_model_dir
 
 __all__ = [
     "ModelLoadError",

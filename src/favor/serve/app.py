@@ -19,9 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from favor.folders import ServedModel, load_served_model
 from favor.serve.batcher import MicroBatcher
 from favor.serve.engine import EngineLimits, InferenceEngine, InputError, TaskError
-from favor.serve.loading import ServedModel, load_served_model
 from favor.serve.metrics import CONTENT_TYPE, Metrics
 from favor.serve.schemas import (
     EmbedRequest,
@@ -151,7 +151,7 @@ def create_app(
     settings: ServeSettings | None = None,
     device: str = "cpu",
 ) -> FastAPI:
-    """Build the application for ``model`` (a path, see `favor.serve.loading`, or a loaded `ServedModel`).
+    """Build the application for ``model`` (a path, see `favor.folders`, or a loaded `ServedModel`).
 
     ``app.state`` holds the `InferenceEngine` (``engine``), the `MicroBatcher` (``batcher``), the
     `Metrics` (``metrics``) and the settings. The batcher's worker thread starts with the app's lifespan

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from favor.data import UnknownResidueError
-from favor.serve.loading import ServedModel
+from favor.folders import ServedModel
 
 __all__ = ["InputError", "TaskError", "EngineLimits", "InferenceEngine", "MASK_MARKERS"]
 

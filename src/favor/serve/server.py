@@ -15,11 +15,10 @@ import argparse
 import ipaddress
 import os
 import sys
-from pathlib import Path
 
 import torch
 
-from favor.serve.loading import ModelLoadError
+from favor.folders import DEFAULT_MODEL, ModelLoadError
 from favor.serve.settings import ServeSettings
 
 __all__ = ["run_server", "serve_cli", "register", "add_serve_arguments", "serve_command", "main"]
@@ -49,7 +48,7 @@ def run_server(
     Args:
         model_dir: a model folder (``config.json`` + ``model.safetensors``), a training run directory
             (``RUN_DIR/model`` or the newest checkpoint ``RUN_DIR/checkpoints/latest``), or one checkpoint
-            folder; see `favor.serve.loading`.
+            folder; see `favor.folders`.
         host: address to bind; the default serves this machine only. Any other address exposes an
             unauthenticated API to the network.
         port: TCP port (0 picks a free one).
@@ -78,7 +77,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``favor serve`` (defaults from `ServeSettings`)."""
     defaults = _DEFAULTS
     parser.add_argument(
-        "model_dir", metavar="RUN_DIR", help="model folder, training run directory or checkpoint"
+        "model_dir",
+        metavar="RUN_DIR",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"model folder, run directory, checkpoint or bundled model name (default: {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)"
@@ -131,7 +134,7 @@ _DEFAULTS = ServeSettings()
 
 
 def serve_cli(
-    run_dir: Path,
+    run_dir: str = DEFAULT_MODEL,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -152,7 +155,7 @@ def serve_cli(
 
     Args:
         run_dir: model folder (config.json + model.safetensors), training run directory (RUN_DIR/model,
-            else the newest checkpoint) or one checkpoint folder.
+            else the newest checkpoint), one checkpoint folder, or the name of a bundled model.
         host: address to bind.
         port: TCP port (0 picks a free one).
         device: torch device of the model (cpu, cuda, cuda:1).

@@ -223,7 +223,7 @@ def generate_job(
 ) -> Job:
     """Sample residues after ``<cls> prompt`` until ``<eos>`` or ``max_new_tokens`` (causal LM only).
 
-    ``<pad>``, ``<mask>`` and ``<cls>`` are never sampled. A character model (see `favor.serve.loading`)
+    ``<pad>``, ``<mask>`` and ``<cls>`` are never sampled. A character model (see `favor.folders`)
     continues the text ``prompt`` by exactly ``max_new_tokens`` characters, never ``<pad>`` or ``<unk>``.
     The seed (drawn when not given) is returned, so any response can be reproduced.
     """

@@ -301,7 +301,7 @@ def blosum_cli(
         seed: seed of the subset and of the random-init control.
         device: cpu, cuda or cuda:N.
     """
-    from favor.serve.loading import load_served_model
+    from favor.folders import load_served_model
     from favor.train.distributed import resolve_device
 
     served = load_served_model(run_dir, device=resolve_device(device))

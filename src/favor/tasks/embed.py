@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from favor.data import Alphabet, read_fasta
+from favor.folders import load_served_model
 from favor.models import SequenceModel
-from favor.serve.loading import load_served_model
 from favor.tasks.loop import make_batches
 
 __all__ = ["embed_sequences", "embed_cli", "resolve_layers"]

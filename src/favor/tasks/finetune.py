@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from favor.data import Alphabet
+from favor.folders import ALPHABET_NAME, load_served_model
 from favor.models import BACKBONES, ModelConfig, SequenceModel, build_backbone, save_pretrained
-from favor.serve.loading import ALPHABET_NAME, load_served_model
 from favor.tasks.common import Encoded, Task, resolve_data_root
 from favor.tasks.loop import TrainSettings, predict, train_model
 from favor.tasks.registry import TASK_NAMES, get_task
@@ -316,7 +316,7 @@ def finetune_cli(
 
 
 def _pretrained_backbone(run_dir: Path) -> str:
+    from favor.folders import resolve_model_dir
     from favor.models import load_config
-    from favor.serve.loading import resolve_model_dir
 
     return load_config(resolve_model_dir(run_dir)).backbone

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from favor.folders import load_served_model
 from favor.serve.engine import InferenceEngine
-from favor.serve.loading import load_served_model
 from favor.serve.tasks import score_job
 
 __all__ = ["score_mutations", "score_cli"]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from favor.data import Alphabet
+from favor.folders import ModelLoadError, load_served_model, resolve_model_dir
 from favor.models import ModelConfig, SequenceModel, save_pretrained
-from favor.serve import ModelLoadError, load_served_model, resolve_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,20 @@ def test_character_vocabulary_must_fit_the_model(model_dir):
     # An alphabet beside it says the model reads proteins: the vocabulary file is not consulted.
     (model_dir / "alphabet.json").write_text(json.dumps(Alphabet.protein().to_dict()))
     assert load_served_model(model_dir).vocabulary is None
+
+
+def test_a_bundled_name_resolves_unless_a_path_of_that_name_exists(saved, tmp_path, monkeypatch):
+    import favor.folders as folders
+
+    monkeypatch.setitem(folders.BUNDLED_MODELS, "tiny-bundled", saved)
+    assert resolve_model_dir("tiny-bundled") == saved
+    assert load_served_model("tiny-bundled").model.config.d_model == 16
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-bundled").mkdir()  # a local folder of that name wins (and holds no model here)
+    with pytest.raises(ModelLoadError, match="no model found"):
+        resolve_model_dir("tiny-bundled")
+    monkeypatch.setitem(folders.BUNDLED_MODELS, "gone", tmp_path / "missing")
+    with pytest.raises(ModelLoadError, match="gone: the bundled model's files are missing"):
+        resolve_model_dir("gone")
+    with pytest.raises(ModelLoadError, match="not a bundled model"):
+        folders.bundled_model_dir("nope")

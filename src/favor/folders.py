@@ -1,7 +1,12 @@
-"""Find and load the model a server or an export works on: a model folder or a training run directory.
+"""Model folders, run folders and bundled model names: how a path or a name becomes a model and its
+vocabulary.
 
-Accepted paths, tried in this order:
+Every command that takes a model (embed, score, evaluate, finetune, serve, export, generate, blosum) resolves
+it here. Accepted, tried in this order:
 
+    NAME                                             a model that ships with favor (`BUNDLED_MODELS`,
+                                                     e.g. favor-protein-small), unless a path of that
+                                                     name exists
     MODEL_DIR/config.json + model.safetensors       a folder written by `favor.models.save_pretrained`
     RUN_DIR/model/                                   a final model folder inside a run directory
     RUN_DIR/checkpoints/latest -> step-N/model/      the newest complete training checkpoint
@@ -31,9 +36,23 @@ from favor.data.text import VOCAB_FILE, CharVocabulary
 from favor.models import SequenceModel, load_pretrained
 from favor.models.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
-__all__ = ["ModelLoadError", "ServedModel", "ALPHABET_NAME", "resolve_model_dir", "load_served_model"]
+__all__ = [
+    "ALPHABET_NAME",
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL",
+    "ModelLoadError",
+    "ServedModel",
+    "bundled_model_dir",
+    "load_served_model",
+    "resolve_model_dir",
+]
 
 ALPHABET_NAME = "alphabet.json"
+# Models installed with the package: name -> folder (config.json + model.safetensors + README.md, the card).
+_BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled_models"
+BUNDLED_MODELS = {"favor-protein-small": _BUNDLED_ROOT / "favor-protein-small"}
+# What `favor serve` serves when no model is named.
+DEFAULT_MODEL = "favor-protein-small"
 
 
 class ModelLoadError(ValueError):
@@ -62,8 +81,21 @@ def _is_model_dir(path: Path) -> bool:
     return (path / CONFIG_NAME).is_file()
 
 
+def bundled_model_dir(name: str) -> Path:
+    """The installed folder of a bundled model; errors name the known models."""
+    if name not in BUNDLED_MODELS:
+        raise ModelLoadError(f"{name!r} is not a bundled model; bundled: {', '.join(sorted(BUNDLED_MODELS))}")
+    folder = BUNDLED_MODELS[name]
+    if not _is_model_dir(folder) or not (folder / WEIGHTS_NAME).is_file():
+        raise ModelLoadError(f"{name}: the bundled model's files are missing from {folder} (reinstall favor)")
+    return folder
+
+
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """The model folder for ``path`` (a model folder, a run directory or a checkpoint folder)."""
+    """The model folder for ``path`` (a bundled model's name, a model folder, a run directory or a
+    checkpoint folder)."""
+    if isinstance(path, (str, Path)) and str(path) in BUNDLED_MODELS and not Path(path).exists():
+        return bundled_model_dir(str(path))
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or directory")
