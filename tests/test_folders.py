@@ -1,6 +1,7 @@
 """Finding the model in a run directory, and clear errors for broken model folders (naming the file)."""
 
 import hashlib
+import re
 import json
 import shutil
 
@@ -158,3 +159,40 @@ def test_a_bundled_name_resolves_unless_a_path_of_that_name_exists(saved, tmp_pa
         resolve_model_dir("gone")
     with pytest.raises(ModelLoadError, match="not a bundled model"):
         folders.bundled_model_dir("nope")
+
+
+def test_non_finite_weights_are_refused(model_dir):
+    from safetensors.torch import load_file, save_file
+
+    weights = model_dir / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, str(weights))
+    with pytest.raises(ModelLoadError, match=rf"non-finite values .*{re.escape(name)}"):
+        load_served_model(model_dir)
+
+
+def test_a_config_asking_for_a_huge_model_fails_before_allocating(model_dir):
+    config = model_dir / "config.json"
+    data = json.loads(config.read_text())
+    data.update(d_model=65536, d_ff=262144, n_layers=64, n_heads=2)  # ~4 TB of float32 if it were built
+    config.write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match="does not match the model in config.json"):
+        load_served_model(model_dir)
+
+
+@pytest.mark.parametrize("name", ["../..", "/etc", "step-1/../../x", ""])
+def test_latest_may_only_name_a_checkpoint_beside_it(saved, tmp_path, name):
+    _checkpoint_run(saved, tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "latest").write_text(name + "\n")
+    with pytest.raises(ModelLoadError, match="not a checkpoint folder beside it"):
+        resolve_model_dir(tmp_path / "run")
+
+
+def test_a_checkpoint_without_its_manifest_is_refused(saved, tmp_path):
+    step = _checkpoint_run(saved, tmp_path / "run")
+    (step / "manifest.json").unlink()
+    with pytest.raises(ModelLoadError, match="manifest.json: missing"):
+        load_served_model(tmp_path / "run")

@@ -47,3 +47,18 @@ def tiny_run(*, model: dict | None = None, data: dict | None = None, train: dict
         "data": {"max_length": 64, **(data or {})},
         "train": {**(train or {})},
     }
+
+
+SERVED = dict(vocab_size=29, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_length=48, dropout=0.0)
+
+
+def save_tiny(folder, **overrides):
+    """Save a tiny random protein model (29-token alphabet, 46 residues) the serve tests load."""
+    import torch
+
+    from favor.models import SequenceModel, save_pretrained
+
+    torch.manual_seed(0)
+    config = ModelConfig(**{**SERVED, "attention": {"nb_features": 8}, **overrides})
+    save_pretrained(SequenceModel(config), folder)
+    return folder

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,24 @@ class ServedModel:
         return self.model.config
 
 
+# What ``checkpoints/latest`` may name: a checkpoint folder beside it, never a path elsewhere.
+CHECKPOINT_NAME = re.compile(r"^step-[0-9]+$")
+
+
+def checkpoint_name(pointer: Path) -> str:
+    """The checkpoint ``pointer`` (a ``latest`` file) names, refusing anything but ``step-N`` beside it."""
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not CHECKPOINT_NAME.match(name):
+        raise ModelLoadError(
+            f"{pointer}: names {name[:100]!r}, not a checkpoint folder beside it (expected step-N)"
+        )
+    return name
+
+
+def _in_checkpoint(model_dir: Path) -> bool:
+    return model_dir.name == "model" and bool(CHECKPOINT_NAME.match(model_dir.parent.name))
+
+
 def _is_model_dir(path: Path) -> bool:
     return (path / CONFIG_NAME).is_file()
 
@@ -107,7 +126,7 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
         return path / "model"
     pointer = path / "checkpoints" / "latest"
     if pointer.is_file():
-        name = pointer.read_text(encoding="utf-8").strip()
+        name = checkpoint_name(pointer)
         candidate = path / "checkpoints" / name / "model"
         if name and _is_model_dir(candidate):
             return candidate
@@ -130,6 +149,8 @@ def _verify_manifest(model_dir: Path) -> None:
     """Check the model files against the enclosing checkpoint's manifest, when there is one."""
     manifest_path = model_dir.parent / "manifest.json"
     if not manifest_path.is_file():
+        if _in_checkpoint(model_dir):  # every checkpoint is written with one: its absence means damage
+            raise ModelLoadError(f"{manifest_path}: missing; the checkpoint cannot be verified")
         return
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))

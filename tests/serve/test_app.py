@@ -12,17 +12,8 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from favor.data import Alphabet  # noqa: E402
-from favor.models import ModelConfig, SequenceModel, save_pretrained  # noqa: E402
 from favor.serve import ServeSettings, create_app, load_served_model  # noqa: E402
-
-TINY = dict(vocab_size=29, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_length=48, dropout=0.0)
-
-
-def save_tiny(folder, **overrides):
-    torch.manual_seed(0)
-    config = ModelConfig(**{**TINY, "attention": {"nb_features": 8}, **overrides})
-    save_pretrained(SequenceModel(config), folder)
-    return folder
+from tiny_models import save_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")

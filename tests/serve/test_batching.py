@@ -11,7 +11,7 @@ httpx = pytest.importorskip("httpx")
 
 from favor.models import ModelConfig, SequenceModel, save_pretrained  # noqa: E402
 from favor.serve import ServeSettings, create_app  # noqa: E402
-from favor.serve.batcher import Job, MicroBatcher  # noqa: E402
+from favor.serve.batcher import Job, MicroBatcher, Overloaded  # noqa: E402
 
 # Different lengths, so batched rows are padded.
 SEQUENCES = [
@@ -116,10 +116,13 @@ def test_batcher_isolates_failing_jobs():
     assert isinstance(bad, ValueError) and "bad job" in str(bad)
 
 
-def test_batcher_restarts_after_close():
+def test_a_closed_batcher_refuses_work_until_started_again():
     batcher = MicroBatcher(lambda key, rows: rows, max_wait_s=0.0)
     job = Job(rows=[torch.zeros(1)], key=None, finish=lambda outs: len(outs))
     assert asyncio.run(batcher.submit(job)) == 1
     batcher.close()
+    with pytest.raises(Overloaded, match="shutting down"):
+        asyncio.run(batcher.submit(job))
+    batcher.start()
     assert asyncio.run(batcher.submit(job)) == 1
     batcher.close()

@@ -165,3 +165,22 @@ def test_non_finite_parameters_are_never_saved(tmp_path):
     with pytest.raises(CheckpointError, match="NaN or inf"):
         _save(tmp_path, 1, model, optimizer, scheduler)
     assert not (tmp_path / "checkpoints" / "latest").exists()
+
+
+def test_leftovers_of_a_killed_write_are_removed_by_the_next_save(tmp_path):
+    model, optimizer, scheduler = _setup()
+    _save(tmp_path, 1, model, optimizer, scheduler)
+    root = tmp_path / "checkpoints"
+    # What a process killed mid-write (SIGKILL: no cleanup ran) leaves behind.
+    (root / ".tmp-step-00000002-4242" / "model").mkdir(parents=True)
+    (root / ".old-step-00000001-4242").mkdir()
+    _save(tmp_path, 2, model, optimizer, scheduler)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-00000001", "step-00000002"]
+
+
+def test_latest_cannot_point_outside_the_run(tmp_path):
+    model, optimizer, scheduler = _setup()
+    _save(tmp_path, 1, model, optimizer, scheduler)
+    (tmp_path / "checkpoints" / "latest").write_text("../../elsewhere\n")
+    with pytest.raises(CheckpointError, match="not a checkpoint folder beside it"):
+        latest_checkpoint(tmp_path)

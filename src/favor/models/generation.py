@@ -30,9 +30,12 @@ def sample_next_token(
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     logits = logits.float()
-    if temperature == 0:
+    # Below float32's smallest normal number the temperature itself rounds to 0: that is greedy too.
+    if temperature < torch.finfo(logits.dtype).tiny:
         return logits.argmax(dim=-1)
-    logits = logits / temperature
+    # Shift the best logit to 0 before dividing: a tiny temperature then sends the others to -inf (greedy in
+    # the limit) instead of overflowing to inf - inf = NaN.
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))

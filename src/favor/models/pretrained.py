@@ -90,13 +90,13 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: corrupt or truncated safetensors file ({error})") from error
 
 
-def _check_tensors(path: Path, found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+def _check_tensors(path: Path, found: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = [
-        f"{name} (file {tuple(found[name].shape)}, model {tuple(expected[name].shape)})"
+        f"{name} (file {tuple(found[name].shape)}, model {expected[name]})"
         for name in sorted(set(found) & set(expected))
-        if found[name].shape != expected[name].shape
+        if tuple(found[name].shape) != expected[name]
     ]
     problems = []
     if missing:
@@ -109,21 +109,42 @@ def _check_tensors(path: Path, found: dict[str, torch.Tensor], expected: dict[st
         raise ValueError(f"{path}: does not match the model in config.json; " + "; ".join(problems))
 
 
+def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the model ``config`` describes, without allocating it (meta device)."""
+    with torch.device("meta"):
+        skeleton = SequenceModel(config)
+    shapes, seen = {}, set()
+    for name, tensor in skeleton.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:  # a tied weight: stored once, under its first name
+            continue
+        seen.add(id(tensor))
+        shapes[name] = tuple(tensor.shape)
+    return shapes
+
+
+def _check_finite(path: Path, found: dict[str, torch.Tensor]) -> None:
+    bad = [name for name, t in found.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"{path}: non-finite values (NaN or inf) in {', '.join(sorted(bad)[:5])}")
+
+
 def load_pretrained(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> SequenceModel:
     """Build the model of ``folder/config.json`` and load ``folder/model.safetensors`` into it (eval mode).
 
     Outputs are bit-identical to the saved model's, FAVOR+ projections included. The model takes the
-    floating dtype of the stored weights.
+    floating dtype of the stored weights. Before anything is allocated, the file's tensors are checked
+    against the shapes the config implies (so a config that asks for a huge model fails fast) and for
+    non-finite values.
     """
     folder = Path(folder)
     config = load_config(folder)
     path = folder / WEIGHTS_NAME
     found = _read_weights(path)
+    _check_tensors(path, found, _expected_shapes(config))
+    _check_finite(path, found)
     model = SequenceModel(config)
     state = model.state_dict()
     aliases = _aliases(state)
-    expected = {name: t for name, t in state.items() if name not in aliases}
-    _check_tensors(path, found, expected)
     dtypes = {t.dtype for t in found.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model.to(dtypes.pop())

@@ -4,23 +4,33 @@
     # POST /embed /fill-mask /score /generate /predict, GET /health /metrics /openapi.json
 
 Status codes: 200 on success; 400 for a route the loaded model has no head for (e.g. /generate on a
-masked LM); 413 for a body over ``max_body_bytes``; 422 for an invalid request (malformed JSON, a wrong
-type, an unknown residue, an empty or over-long sequence, too many sequences, a mutation that does not fit
-the sequence), always with ``{"detail": "<message naming the field>"}``.
+masked LM), or a Host header the server does not answer to; 408 for a body not sent within
+``body_timeout_s``; 413 for a body over ``max_body_bytes``; 422 for an invalid request (malformed JSON, a
+wrong type, an unknown residue, an empty or over-long sequence, too many sequences, sites or response
+numbers, a mutation that does not fit the sequence); 503 with ``Retry-After`` when the work queue is full,
+the result is not ready within ``request_timeout_s``, or the server is shutting down. Every body is JSON:
+``{"detail": "<message naming the field>"}``; an unexpected failure is a JSON 500 without internals.
+
+Responses are encoded to JSON in the inference worker, never on the event loop, and a request whose
+client has gone is dropped from the queue before it runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import math
 import os
 import time
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from favor.folders import ServedModel, load_served_model
-from favor.serve.batcher import MicroBatcher
+from favor.serve.batcher import MicroBatcher, Overloaded
 from favor.serve.engine import EngineLimits, InferenceEngine, InputError, TaskError
 from favor.serve.metrics import CONTENT_TYPE, Metrics
 from favor.serve.schemas import (
@@ -46,11 +56,34 @@ _ERRORS = {
     400: {"model": ErrorResponse, "description": "The model has no head for this route."},
     413: {"model": ErrorResponse, "description": "Request body too large."},
     422: {"model": ErrorResponse, "description": "Invalid request; the message names the field."},
+    503: {"model": ErrorResponse, "description": "Busy or shutting down; retry after Retry-After seconds."},
 }
+# The HTTP methods /metrics counts by name; any other is counted as "other" (a closed label set).
+_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
+# Status recorded for a request whose client disconnected before a response was sent.
+CLIENT_CLOSED = 499
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def render_json(result: Any) -> bytes:
+    """A route's result as JSON bytes (NaN and inf become null): runs in the inference worker."""
+    try:
+        return json.dumps(result, allow_nan=False, separators=(",", ":")).encode()
+    except ValueError:
+        return json.dumps(_finite(result), separators=(",", ":")).encode()
 
 
 def _validation_message(error: RequestValidationError) -> str:
@@ -68,8 +101,8 @@ def _validation_message(error: RequestValidationError) -> str:
 class BodyLimitMiddleware:
     """Answer 413 to a request body over ``max_bytes`` (declared or streamed) before the app reads it."""
 
-    def __init__(self, app, *, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, *, max_bytes: int, timeout_s: float = 30.0) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -85,8 +118,13 @@ class BodyLimitMiddleware:
             )
             return await _error(status, message)(scope, receive, send)
         chunks, size, more = [], 0, True
+        deadline = time.monotonic() + self.timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                message = f"request body not received within {self.timeout_s:g} s"
+                return await _error(408, message, {"Connection": "close"})(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return None
             chunks.append(message.get("body", b""))
@@ -117,7 +155,7 @@ class MetricsMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), 500
+        start, status = time.perf_counter(), CLIENT_CLOSED
 
         async def record(message):
             nonlocal status
@@ -129,7 +167,30 @@ class MetricsMiddleware:
             await self.app(scope, receive, record)
         finally:
             route = scope["path"] if scope["path"] in self.routes else "other"
-            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.observe_request(route, method, status, time.perf_counter() - start)
+
+
+class HostCheckMiddleware:
+    """Answer 400 to a request whose Host header is not one the server answers to (DNS rebinding: a web
+    page on another site that resolves its own name to 127.0.0.1 cannot talk to a loopback server)."""
+
+    def __init__(self, app, *, allowed: tuple[str, ...]) -> None:
+        self.app, self.allowed = app, {h.lower() for h in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host  # drop the port
+        if name.startswith("[") and "]" in name:
+            name = name[: name.index("]") + 1]
+        if name not in self.allowed:
+            message = (
+                f"Host header {host[:100]!r} is not served here; allowed: {', '.join(sorted(self.allowed))}"
+            )
+            return await _error(400, message)(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 def _served_routes(task: str, *, text: bool = False) -> list[str]:
@@ -175,6 +236,8 @@ def create_app(
         max_rows=settings.max_batch_rows,
         max_wait_s=settings.max_wait_ms / 1000.0,
         on_batch=metrics.observe_batch,
+        render=render_json,
+        max_queue=settings.max_queue,
     )
     metrics.pending = lambda: batcher.pending
 
@@ -189,6 +252,10 @@ def create_app(
         summary="Protein language model inference: embeddings, masked-residue prediction, mutation scores.",
         version="0.1.0",
         lifespan=lifespan,
+        # The interactive docs pages load their scripts from a CDN: off, so nothing leaves the machine.
+        # The schema stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine, app.state.batcher = engine, batcher
     app.state.metrics, app.state.settings = metrics, settings
@@ -196,7 +263,11 @@ def create_app(
     _add_model_routes(app, engine, batcher, settings)
     _add_service_routes(app, engine, metrics)
     routes = {route.path for route in app.routes}
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
+    if settings.allowed_hosts is not None:
+        app.add_middleware(HostCheckMiddleware, allowed=settings.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
     return app
 
@@ -214,6 +285,20 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _task_error(request: Request, error: TaskError) -> JSONResponse:
         return _error(400, str(error))
 
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, error: Overloaded) -> JSONResponse:
+        return _error(503, str(error), {"Retry-After": str(error.retry_after_s)})
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, error: Exception) -> JSONResponse:
+        # A bug, not the client's fault: a JSON body without internals (the log has the traceback).
+        return _error(500, "internal error while answering this request")
+
+
+async def _answer(batcher: MicroBatcher, job, settings: ServeSettings) -> Response:
+    body = await batcher.submit(job, timeout_s=settings.request_timeout_s)
+    return Response(content=body, media_type="application/json")
+
 
 def _add_model_routes(
     app: FastAPI, engine: InferenceEngine, batcher: MicroBatcher, settings: ServeSettings
@@ -222,19 +307,31 @@ def _add_model_routes(
     @app.post("/embed", response_model=EmbedResponse, responses=_ERRORS)
     async def embed(body: EmbedRequest) -> JSONResponse:
         """Mean-pooled residue embeddings of one layer (default: the last) for each sequence."""
-        job = embed_job(engine, body.sequences, body.layer, max_sequences=settings.max_sequences)
-        return JSONResponse(await batcher.submit(job))
+        job = embed_job(
+            engine,
+            body.sequences,
+            body.layer,
+            max_sequences=settings.max_sequences,
+            max_values=settings.max_response_values,
+        )
+        return await _answer(batcher, job, settings)
 
     @app.post("/fill-mask", response_model=FillMaskResponse, responses=_ERRORS)
     async def fill_mask(body: FillMaskRequest) -> JSONResponse:
         """Top-k residues with probabilities at every ``<mask>`` / ``_`` position (masked LMs)."""
-        return JSONResponse(await batcher.submit(fill_mask_job(engine, body.sequence, body.top_k)))
+        return await _answer(batcher, fill_mask_job(engine, body.sequence, body.top_k), settings)
 
     @app.post("/score", response_model=ScoreResponse, responses=_ERRORS)
     async def score(body: ScoreRequest) -> JSONResponse:
         """Masked-marginal log-likelihood ratio of each mutation (masked LMs)."""
-        job = score_job(engine, body.sequence, body.mutations, max_mutations=settings.max_mutations)
-        return JSONResponse(await batcher.submit(job))
+        job = score_job(
+            engine,
+            body.sequence,
+            body.mutations,
+            max_mutations=settings.max_mutations,
+            max_sites=settings.max_sites,
+        )
+        return await _answer(batcher, job, settings)
 
     @app.post("/generate", response_model=GenerateResponse, responses=_ERRORS)
     async def generate(body: GenerateRequest) -> JSONResponse:
@@ -252,13 +349,26 @@ def _add_model_routes(
             top_p=body.top_p,
             seed=body.seed,
         )
-        return JSONResponse(await batcher.submit(job))
+        return await _answer(batcher, job, settings)
 
     @app.post("/predict", response_model=PredictResponse, responses=_ERRORS)
     async def predict(body: PredictRequest) -> JSONResponse:
         """Outputs of a fine-tuned head: per sequence, per residue (token heads) or per pair (contacts)."""
-        job = predict_job(engine, body.sequences, max_sequences=settings.max_sequences)
-        return JSONResponse(await batcher.submit(job))
+        job = predict_job(
+            engine,
+            body.sequences,
+            max_sequences=settings.max_sequences,
+            max_values=settings.max_response_values,
+        )
+        return await _answer(batcher, job, settings)
+
+
+def _model_name(path) -> str:
+    """What /health calls the model: its folder's name (the run's, for RUN_DIR/model), not a full path."""
+    from pathlib import Path
+
+    path = Path(path)
+    return path.parent.name if path.name == "model" else path.name
 
 
 def _add_service_routes(app: FastAPI, engine: InferenceEngine, metrics: Metrics) -> None:
@@ -269,7 +379,7 @@ def _add_service_routes(app: FastAPI, engine: InferenceEngine, metrics: Metrics)
         """Liveness and a description of the loaded model."""
         return {
             "status": "ok",
-            "model": str(engine.served.path),
+            "model": _model_name(engine.served.path),
             "backbone": config.backbone,
             "task": config.task,
             "causal": config.causal,

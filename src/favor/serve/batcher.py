@@ -25,7 +25,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["Job", "MicroBatcher"]
+__all__ = ["Job", "MicroBatcher", "Overloaded"]
+
+
+class Overloaded(RuntimeError):
+    """The server cannot take this request now (queue full, shutting down, or out of time): answer 503."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -67,6 +75,9 @@ class MicroBatcher:
         max_rows: stop collecting once this many rows wait.
         max_wait_s: how long the first job of a batch waits for company.
         on_batch: ``on_batch(jobs, rows)`` after each key's batch (metrics).
+        render: applied to every job's result in the worker thread (e.g. JSON encoding), so heavy responses
+            are never built on the event loop.
+        max_queue: jobs that may wait; `submit` raises `Overloaded` past it, and after `close`.
     """
 
     def __init__(
@@ -76,8 +87,13 @@ class MicroBatcher:
         max_rows: int = 64,
         max_wait_s: float = 0.005,
         on_batch: Callable[[int, int], None] | None = None,
+        render: Callable[[Any], Any] | None = None,
+        max_queue: int = 256,
     ) -> None:
         self.run_rows = run_rows
+        self.render = render
+        self.max_queue = max_queue
+        self._closed = False
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
@@ -91,8 +107,9 @@ class MicroBatcher:
         return self._queue.qsize()
 
     def start(self) -> None:
-        """Start the worker thread (idempotent; `submit` calls it)."""
+        """Start the worker thread (idempotent; `submit` calls it unless the batcher was closed)."""
         with self._lock:
+            self._closed = False
             if self._thread is None or not self._thread.is_alive():
                 # Intra-op thread counts are per thread: the worker uses the starting thread's setting.
                 threads = torch.get_num_threads()
@@ -104,18 +121,40 @@ class MicroBatcher:
     def close(self, timeout: float = 10.0) -> None:
         """Finish the queued jobs, then stop the worker thread."""
         with self._lock:
+            self._closed = True
             thread, self._thread = self._thread, None
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             thread.join(timeout)
+        # Whatever is still queued will not run: its clients get 503, not a hang or a 500.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._send(item, None, Overloaded("the server is shutting down; retry shortly"))
 
-    async def submit(self, job: Job) -> Any:
-        """Queue ``job`` and wait (without blocking the event loop) for its result or exception."""
+    async def submit(self, job: Job, *, timeout_s: float | None = None) -> Any:
+        """Queue ``job`` and wait (without blocking the event loop) for its result or exception.
+
+        Raises `Overloaded` when the queue is full, the batcher is closed, or ``timeout_s`` passes first; a
+        job whose waiter has gone (timed out, or the client disconnected) is skipped by the worker.
+        """
+        if self._closed:
+            raise Overloaded("the server is shutting down; retry shortly")
+        if self._queue.qsize() >= self.max_queue:
+            raise Overloaded(
+                f"{self._queue.qsize()} requests are waiting (limit {self.max_queue}); retry shortly"
+            )
         self.start()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(_Pending(job=job, loop=loop, future=future))
-        return await future
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise Overloaded(f"no result within {timeout_s:g} s; the server is busy, retry later") from None
 
     def _collect(self, first: _Pending) -> tuple[list[_Pending], bool]:
         """The batch starting with ``first``; the flag says a stop was requested meanwhile."""
@@ -149,6 +188,8 @@ class MicroBatcher:
 
     def _run(self, batch: list[_Pending]) -> None:
         groups: dict[Hashable, list[_Pending]] = {}
+        # Nobody waits for a cancelled future (the client left or timed out): do not compute it.
+        batch = [item for item in batch if not item.future.done()]
         for item in batch:
             if item.job.batchable:
                 groups.setdefault(item.job.key, []).append(item)
@@ -173,6 +214,8 @@ class MicroBatcher:
     def _finish(self, item: _Pending, compute: Callable[[], Any]) -> None:
         try:
             result = compute()
+            if self.render is not None:
+                result = self.render(result)
         except Exception as error:
             self._send(item, None, error)
         else:

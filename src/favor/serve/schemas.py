@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 __all__ = [
     "EmbedRequest",
@@ -41,7 +41,7 @@ class EmbedRequest(_Request):
     sequences: list[Annotated[str, Field(json_schema_extra=RESIDUES)]] = Field(
         min_length=1, description="Protein sequences (residue letters, any case)."
     )
-    layer: int | None = Field(
+    layer: StrictInt | None = Field(
         default=None,
         description="Representation layer: 0 = embeddings, n_layers = last (default); negative counts back.",
     )
@@ -61,7 +61,7 @@ class FillMaskRequest(_Request):
         json_schema_extra=MASKED,
         description="A sequence with masked positions written <mask> or _.",
     )
-    top_k: int = Field(default=5, ge=1, le=64, description="Candidates per masked position.")
+    top_k: StrictInt = Field(default=5, ge=1, le=64, description="Candidates per masked position.")
 
 
 class Candidate(BaseModel):
@@ -101,15 +101,15 @@ class GenerateRequest(_Request):
         default="",
         description="Residues to continue (may be empty), or, for a character model, the text to continue.",
     )
-    max_new_tokens: int = Field(
+    max_new_tokens: StrictInt = Field(
         default=100,
         ge=1,
         description="Most residues to sample (stops at <eos>); characters: exactly this many.",
     )
     temperature: float = Field(default=1.0, ge=0.0, le=100.0, description="0 is greedy.")
-    top_k: int | None = Field(default=None, ge=1)
+    top_k: StrictInt | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = Field(
+    seed: StrictInt | None = Field(
         default=None, ge=0, lt=2**63, description="Sampling seed; drawn and returned if absent."
     )
 

@@ -12,6 +12,7 @@ the latter.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import os
 import sys
@@ -21,7 +22,17 @@ import torch
 from favor.folders import DEFAULT_MODEL, ModelLoadError
 from favor.serve.settings import ServeSettings
 
-__all__ = ["run_server", "serve_cli", "register", "add_serve_arguments", "serve_command", "main"]
+__all__ = [
+    "run_server",
+    "serve_cli",
+    "register",
+    "add_serve_arguments",
+    "serve_command",
+    "main",
+    "LOOPBACK_HOSTS",
+]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def _is_loopback(host: str) -> bool:
@@ -67,10 +78,26 @@ def run_server(
         ) from None
     if threads is not None:
         torch.set_num_threads(threads)
+    settings = settings or ServeSettings()
     if not _is_loopback(host):
         print(f"favor serve: warning: binding to {host}: the API has no authentication", file=sys.stderr)
+    elif settings.allowed_hosts is None:
+        # Bound to loopback: answer only to loopback names, so a page on another site whose name resolves to
+        # 127.0.0.1 (DNS rebinding) cannot use the API from a browser.
+        settings = dataclasses.replace(settings, allowed_hosts=LOOPBACK_HOSTS)
     app = create_app(model_dir, settings=settings, device=device)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        # Idle keep-alive connections close after this; past max_connections, new work gets 503 at once.
+        timeout_keep_alive=5,
+        limit_concurrency=settings.max_connections,
+        # Request lines and headers over 64 KiB are refused by the HTTP parser.
+        h11_max_incomplete_event_size=64 * 1024,
+    )
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

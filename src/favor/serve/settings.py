@@ -23,6 +23,25 @@ class ServeSettings:
     # Padded tokens per forward pass (rows x longest row): bounds activation memory. On CPU, batches past a
     # few thousand tokens run no faster per sequence (benchmarks/serve.py); raise it on a GPU.
     max_batch_tokens: int = 4096
+    # Sites over all mutants of one /score request (a multi-site mutant counts each of its sites).
+    max_sites: int = 4096
+    # Numbers in one response (e.g. L x L contact probabilities per sequence): bounds response size and the
+    # memory and time to build it; a request that would exceed it gets 422 before any work is done.
+    max_response_values: int = 1_000_000
+    # Jobs waiting for the inference worker; past it requests get 503 with Retry-After.
+    max_queue: int = 256
+    # Seconds a client may take to send its body (408 after), and a request may wait for its result
+    # (503 after; the queued work is dropped).
+    body_timeout_s: float = 30.0
+    request_timeout_s: float = 120.0
+    # Host headers accepted (DNS rebinding guard); None: only loopback names when bound to loopback, any
+    # host otherwise.
+    allowed_hosts: tuple[str, ...] | None = None
+    # Concurrent connections (uvicorn's limit_concurrency): past it, new connections get 503 at once, so a
+    # flood of slow clients cannot exhaust file descriptors.
+    max_connections: int = 128
+    # Seconds a shutdown (SIGTERM, Ctrl-C) waits for in-flight requests; what is left then gets 503.
+    shutdown_grace_s: int = 10
 
     def __post_init__(self) -> None:
         for name in (
@@ -32,10 +51,18 @@ class ServeSettings:
             "max_body_bytes",
             "max_batch_rows",
             "max_batch_tokens",
+            "max_sites",
+            "max_response_values",
+            "max_queue",
+            "max_connections",
+            "shutdown_grace_s",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServeSettings.{name}={getattr(self, name)!r}: expected an integer >= 1")
         if self.max_residues is not None and self.max_residues < 1:
             raise ValueError(f"ServeSettings.max_residues={self.max_residues!r}: expected None or >= 1")
+        for name in ("body_timeout_s", "request_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ServeSettings.{name}={getattr(self, name)!r}: expected seconds > 0")
         if self.max_wait_ms < 0:
             raise ValueError(f"ServeSettings.max_wait_ms={self.max_wait_ms!r}: expected >= 0")

@@ -29,6 +29,17 @@ __all__ = [
 
 PREDICT_TASKS = (*SEQUENCE_TASKS, *TOKEN_TASKS, "contact")
 _MUTATION = re.compile(r"^([A-Za-z])([0-9]+)([A-Za-z])$")
+# Positions are 1-based residue indices: nine digits is far beyond any protein (and any max_residues).
+_MAX_POSITION_DIGITS = 9
+
+
+def check_response_size(values: int, limit: int, *, what: str) -> None:
+    """Refuse (422) a request whose response would hold more than ``limit`` numbers, before any work."""
+    if values > limit:
+        raise InputError(
+            f"{what}: the response would hold {values:,} numbers, over the server's limit of {limit:,}; "
+            "send fewer or shorter sequences"
+        )
 
 
 def _check_count(engine: InferenceEngine, sequences: list[str], limit: int) -> None:
@@ -38,10 +49,18 @@ def _check_count(engine: InferenceEngine, sequences: list[str], limit: int) -> N
         raise InputError(f"sequences: {len(sequences)} sequences, over the limit of {limit} per request")
 
 
-def embed_job(engine: InferenceEngine, sequences: list[str], layer: int | None, *, max_sequences: int) -> Job:
+def embed_job(
+    engine: InferenceEngine,
+    sequences: list[str],
+    layer: int | None,
+    *,
+    max_sequences: int,
+    max_values: int = 1_000_000,
+) -> Job:
     """Mean over the real residues (not <cls>, <eos> or padding) of one layer's states."""
     _check_count(engine, sequences, max_sequences)
     resolved = engine.resolve_layer(layer)
+    check_response_size(len(sequences) * engine.config.d_model, max_values, what="sequences")
     rows = [engine.encode(s, where=f"sequences[{i}]") for i, s in enumerate(sequences)]
 
     def finish(states: list[torch.Tensor]) -> dict:
@@ -78,31 +97,40 @@ def fill_mask_job(engine: InferenceEngine, sequence: str, top_k: int) -> Job:
 
 def parse_mutation(text: str, sequence: str, *, where: str) -> list[tuple[int, str, str]]:
     """``"A23G"`` or ``"A23G:K45R"`` -> ``[(23, "A", "G"), ...]``, checked against ``sequence``."""
-    sites = []
+    sites, seen = [], set()
+    shown = text if len(text) <= 80 else text[:77] + "..."
     for part in text.split(":"):
         match = _MUTATION.match(part.strip())
         if match is None:
             raise InputError(
-                f"{where} {text!r}: expected <wild-type><position><mutant> such as 'A23G' "
+                f"{where} {shown!r}: expected <wild-type><position><mutant> such as 'A23G' "
                 "(several joined by ':')"
+            )
+        if len(match.group(2)) > _MAX_POSITION_DIGITS:
+            raise InputError(
+                f"{where} {shown!r}: position {match.group(2)[:12]}... is outside the sequence "
+                f"(1..{len(sequence)})"
             )
         wild, position, mutant = match.group(1).upper(), int(match.group(2)), match.group(3).upper()
         if not 1 <= position <= len(sequence):
             raise InputError(
-                f"{where} {text!r}: position {position} is outside the sequence (1..{len(sequence)})"
+                f"{where} {shown!r}: position {position} is outside the sequence (1..{len(sequence)})"
             )
         found = sequence[position - 1].upper()
         if found != wild:
             raise InputError(
-                f"{where} {text!r}: the sequence has {found!r} at position {position}, not {wild!r}"
+                f"{where} {shown!r}: the sequence has {found!r} at position {position}, not {wild!r}"
             )
-        if any(position == p for p, _, _ in sites):
-            raise InputError(f"{where} {text!r}: position {position} is mutated twice")
+        if position in seen:
+            raise InputError(f"{where} {shown!r}: position {position} is mutated twice")
+        seen.add(position)
         sites.append((position, wild, mutant))
     return sites
 
 
-def score_job(engine: InferenceEngine, sequence: str, mutations: list[str], *, max_mutations: int) -> Job:
+def score_job(
+    engine: InferenceEngine, sequence: str, mutations: list[str], *, max_mutations: int, max_sites: int = 4096
+) -> Job:
     """Masked-marginal scores: ``log p(mutant) - log p(wild type)`` with the site masked, summed over sites.
 
     One row per distinct mutated position (the wild type with that position masked), as in Meier et al.
@@ -114,6 +142,10 @@ def score_job(engine: InferenceEngine, sequence: str, mutations: list[str], *, m
     if len(mutations) > max_mutations:
         raise InputError(f"mutations: {len(mutations)} mutations, over the limit of {max_mutations}")
     wild_type = engine.encode(sequence, where="sequence")
+    # Every site costs parsing and (if new) a forward row: bound them before reading any mutation in full.
+    sites_total = sum(m.count(":") + 1 for m in mutations)
+    if sites_total > max_sites:
+        raise InputError(f"mutations: {sites_total} sites in all, over the limit of {max_sites} per request")
     parsed = [parse_mutation(m, sequence, where=f"mutations[{i}]") for i, m in enumerate(mutations)]
     letters = {engine.alphabet.tokens[t] for t in engine.alphabet.residue_ids}
     for i, sites in enumerate(parsed):
@@ -148,10 +180,23 @@ def score_job(engine: InferenceEngine, sequence: str, mutations: list[str], *, m
     return Job(rows=rows, key=("head", None), finish=finish)
 
 
-def predict_job(engine: InferenceEngine, sequences: list[str], *, max_sequences: int) -> Job:
+def predict_job(
+    engine: InferenceEngine, sequences: list[str], *, max_sequences: int, max_values: int = 1_000_000
+) -> Job:
     """The fine-tuned head's outputs per sequence (per residue for token heads, per pair for contacts)."""
     engine.require_task("POST /predict", PREDICT_TASKS, "a fine-tuned head")
     _check_count(engine, sequences, max_sequences)
+    task = engine.config.task
+    per_residue = engine.config.num_labels if task in TOKEN_TASKS else 0
+    values = sum(
+        len(s) ** 2
+        if task == "contact"
+        else len(s) * per_residue
+        if per_residue
+        else engine.config.num_labels
+        for s in sequences
+    )
+    check_response_size(values, max_values, what="sequences")
     rows = [engine.encode(s, where=f"sequences[{i}]") for i, s in enumerate(sequences)]
     task, multi_label = engine.config.task, engine.config.multi_label
 

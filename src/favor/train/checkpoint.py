@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from favor.folders import CHECKPOINT_NAME
 from favor.models.pretrained import load_pretrained, save_pretrained
 
 __all__ = [
@@ -232,10 +233,14 @@ def _write_contents(
 
 
 def _prune(root: Path, *, keep: int, current: str) -> None:
-    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    steps = sorted(p for p in root.iterdir() if p.is_dir() and CHECKPOINT_NAME.match(p.name))
     for old in steps[: max(0, len(steps) - keep)]:
         if old.name != current:
             shutil.rmtree(old, ignore_errors=True)
+    # Leftovers of writes that crashed before their rename (one writer per run: none is in progress now).
+    for stale in root.iterdir():
+        if stale.is_dir() and (stale.name.startswith(".tmp-step-") or stale.name.startswith(".old-step-")):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
@@ -247,8 +252,10 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
             f"{pointer}: no checkpoint to resume from (was {run_dir} written by favor train?)"
         )
     name = pointer.read_text(encoding="utf-8").strip()
+    if not CHECKPOINT_NAME.match(name):
+        raise CheckpointError(f"{pointer}: names {name[:100]!r}, not a checkpoint folder beside it (step-N)")
     folder = root / name
-    if not name or not folder.is_dir():
+    if not folder.is_dir():
         raise CheckpointError(f"{pointer}: names {name!r}, which is not a checkpoint folder in {root}")
     return folder
 
