@@ -184,3 +184,30 @@ def test_a_slow_body_gets_408(mlm_dir):
     assert time.perf_counter() - start < 2
     assert sent[0]["status"] == 408
     assert threading.active_count() >= 1
+
+
+def test_metrics_watch_input_drift(mlm_dir):
+    """Lengths, composition and (every request here) the input likelihood appear on /metrics; the
+    likelihood equals the model's own mean log-probability of the masked true residues."""
+    import re
+
+    from favor.serve.tasks import likelihood_job
+
+    settings = ServeSettings(max_wait_ms=0, monitor_every=1)
+    app = create_app(mlm_dir, settings=settings)
+    with TestClient(app) as c:
+        assert c.post("/embed", json={"sequences": ["MKTAYIAKQRQISFVKSHFSRQ", "GGGG"]}).status_code == 200
+        deadline = time.time() + 5
+        while time.time() < deadline and "favor_input_log_likelihood_count 2" not in c.get("/metrics").text:
+            time.sleep(0.05)
+        text = c.get("/metrics").text
+    assert 'favor_input_residue_total{residue="G"} 4' in text
+    assert "favor_input_residues_count 2" in text
+    assert "favor_input_log_likelihood_count 2" in text
+    total = float(re.search(r"favor_input_log_likelihood_sum (\S+)", text).group(1))
+    seen = []
+    job = likelihood_job(app.state.engine, ["MKTAYIAKQRQISFVKSHFSRQ", "GGGG"], seen.append)
+    with torch.inference_mode():
+        job.finish(app.state.engine.forward_rows(job.rows, output="head"))
+    assert total == pytest.approx(sum(seen), rel=1e-5)
+    assert all(-10 < v < 0 for v in seen)

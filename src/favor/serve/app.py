@@ -48,7 +48,15 @@ from favor.serve.schemas import (
     ScoreResponse,
 )
 from favor.serve.settings import ServeSettings
-from favor.serve.tasks import PREDICT_TASKS, embed_job, fill_mask_job, generate_job, predict_job, score_job
+from favor.serve.tasks import (
+    PREDICT_TASKS,
+    embed_job,
+    fill_mask_job,
+    generate_job,
+    likelihood_job,
+    predict_job,
+    score_job,
+)
 
 __all__ = ["ServeSettings", "create_app"]
 
@@ -260,7 +268,8 @@ def create_app(
     app.state.engine, app.state.batcher = engine, batcher
     app.state.metrics, app.state.settings = metrics, settings
     _add_error_handlers(app)
-    _add_model_routes(app, engine, batcher, settings)
+    monitor = _Monitor(engine, batcher, metrics, settings.monitor_every)
+    _add_model_routes(app, engine, batcher, settings, monitor)
     _add_service_routes(app, engine, metrics)
     routes = {route.path for route in app.routes}
     app.add_middleware(
@@ -300,8 +309,46 @@ async def _answer(batcher: MicroBatcher, job, settings: ServeSettings) -> Respon
     return Response(content=body, media_type="application/json")
 
 
+class _Monitor:
+    """Drift monitoring of what clients send (favor_input_* on /metrics): lengths and composition of every
+    valid request's sequences, and for one request in ``settings.monitor_every`` (masked LMs) the
+    likelihood under the model, computed by a background job that never delays the response."""
+
+    def __init__(self, engine: InferenceEngine, batcher: MicroBatcher, metrics: Metrics, every: int) -> None:
+        self.engine, self.batcher, self.metrics, self.every = engine, batcher, metrics, every
+        self.count = 0
+        self.tasks: set[asyncio.Task] = set()
+        alphabet = engine.alphabet
+        self.letters = (
+            frozenset(alphabet.tokens[t] for t in alphabet.residue_ids) if alphabet else frozenset()
+        )
+
+    def observe(self, sequences: list[str]) -> None:
+        if self.engine.alphabet is None:
+            return
+        self.metrics.observe_inputs(sequences, self.letters)
+        self.count += 1
+        if not self.every or self.count % self.every:
+            return
+        try:
+            job = likelihood_job(self.engine, sequences, self.metrics.observe_likelihood)
+        except Exception:  # the request itself was validated; monitoring never fails it
+            return
+        if job is None:
+            return
+        task = asyncio.ensure_future(self._run(job))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, job) -> None:
+        try:
+            await self.batcher.submit(job, timeout_s=60.0)
+        except Exception:  # busy or shutting down: this sample is skipped
+            pass
+
+
 def _add_model_routes(
-    app: FastAPI, engine: InferenceEngine, batcher: MicroBatcher, settings: ServeSettings
+    app: FastAPI, engine: InferenceEngine, batcher: MicroBatcher, settings: ServeSettings, monitor: _Monitor
 ) -> None:
     # Results are plain JSON-ready dicts: returning a JSONResponse skips re-validating every float.
     @app.post("/embed", response_model=EmbedResponse, responses=_ERRORS)
@@ -314,6 +361,7 @@ def _add_model_routes(
             max_sequences=settings.max_sequences,
             max_values=settings.max_response_values,
         )
+        monitor.observe(body.sequences)
         return await _answer(batcher, job, settings)
 
     @app.post("/fill-mask", response_model=FillMaskResponse, responses=_ERRORS)
@@ -331,6 +379,7 @@ def _add_model_routes(
             max_mutations=settings.max_mutations,
             max_sites=settings.max_sites,
         )
+        monitor.observe([body.sequence])
         return await _answer(batcher, job, settings)
 
     @app.post("/generate", response_model=GenerateResponse, responses=_ERRORS)
@@ -360,6 +409,7 @@ def _add_model_routes(
             max_sequences=settings.max_sequences,
             max_values=settings.max_response_values,
         )
+        monitor.observe(body.sequences)
         return await _answer(batcher, job, settings)
 
 

@@ -8,9 +8,13 @@
     favor_forward_seconds                              histogram  time of one forward pass
     favor_queue_pending                                gauge      jobs waiting for the worker
     favor_model_info{backbone,task,...}                gauge      1, labels describe the loaded model
+    favor_input_residues                               histogram  residues per input sequence
+    favor_input_residue_total{residue}                 counter    residues received by letter
+    favor_input_log_likelihood                         histogram  mean log p per residue of an input (MLM)
 
-Routes outside the application's own paths are counted as ``route="other"``, so arbitrary URLs cannot grow
-the label set. All updates take one lock: they come from the event loop and from the worker thread.
+Routes outside the application's own paths are counted as ``route="other"``, and HTTP methods other than
+the standard ones as ``method="other"``, so arbitrary requests cannot grow the label set. All updates take
+one lock: they come from the event loop and from the worker thread.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ __all__ = ["Histogram", "Metrics", "CONTENT_TYPE"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+# Natural-log probability per residue: uniform over 20 residues is -3.0; a trained protein LM scores about
+# -2.4 to -2.6 on natural proteins.
+LIKELIHOOD_BUCKETS = (-4.0, -3.5, -3.25, -3.0, -2.9, -2.8, -2.7, -2.6, -2.5, -2.4, -2.2, -2.0, -1.5)
 
 
 def _escape(value: str) -> str:
@@ -91,6 +99,18 @@ class Metrics:
         self.forward_seconds = Histogram(
             "favor_forward_seconds", "Time of one forward pass.", (), LATENCY_BUCKETS
         )
+        # Drift monitoring: what clients send, against what the model was trained on.
+        self.input_residues = Histogram(
+            "favor_input_residues", "Residues per input sequence.", (), LENGTH_BUCKETS
+        )
+        self.input_log_likelihood = Histogram(
+            "favor_input_log_likelihood",
+            "Mean log-probability per residue of an input under the model, every 8th residue masked "
+            "(masked LMs; a drop means inputs unlike the training data).",
+            (),
+            LIKELIHOOD_BUCKETS,
+        )
+        self.composition: dict[str, int] = {}
         self.model_info = model_info or {}
         # Read at render time (the batcher's queue length).
         self.pending: Callable[[], int] = lambda: 0
@@ -103,6 +123,19 @@ class Metrics:
                 error_key = (route, str(status))
                 self.errors[error_key] = self.errors.get(error_key, 0) + 1
             self.latency.observe(seconds, (route,))
+
+    def observe_inputs(self, sequences: list[str], letters: frozenset[str]) -> None:
+        """Lengths and residue composition of a request's sequences (labels: ``letters`` or ``other``)."""
+        with self._lock:
+            for sequence in sequences:
+                self.input_residues.observe(len(sequence))
+                for letter in sequence.upper():
+                    key = letter if letter in letters else "other"
+                    self.composition[key] = self.composition.get(key, 0) + 1
+
+    def observe_likelihood(self, mean_log_prob: float) -> None:
+        with self._lock:
+            self.input_log_likelihood.observe(mean_log_prob)
 
     def observe_batch(self, requests: int, rows: int) -> None:
         with self._lock:
@@ -137,8 +170,16 @@ class Metrics:
                 self.batch_requests,
                 self.forward_rows,
                 self.forward_seconds,
+                self.input_residues,
+                self.input_log_likelihood,
             ):
                 lines += histogram.render()
+            lines += [
+                "# HELP favor_input_residue_total Residues received, by letter (closed set; others: other).",
+                "# TYPE favor_input_residue_total counter",
+            ]
+            for letter, count in sorted(self.composition.items()):
+                lines.append(f"favor_input_residue_total{_labels([('residue', letter)])} {count}")
             lines += [
                 "# HELP favor_queue_pending Jobs waiting for the inference worker.",
                 "# TYPE favor_queue_pending gauge",

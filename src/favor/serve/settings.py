@@ -42,6 +42,10 @@ class ServeSettings:
     max_connections: int = 128
     # Seconds a shutdown (SIGTERM, Ctrl-C) waits for in-flight requests; what is left then gets 503.
     shutdown_grace_s: int = 10
+    # Drift monitoring: the input likelihood (favor_input_log_likelihood) is computed for one valid request
+    # in this many (/embed, /score, /predict on a masked LM); 0 switches it off. Lengths and composition are
+    # counted for every request.
+    monitor_every: int = 10
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +63,8 @@ class ServeSettings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServeSettings.{name}={getattr(self, name)!r}: expected an integer >= 1")
+        if self.monitor_every < 0:
+            raise ValueError(f"ServeSettings.monitor_every={self.monitor_every!r}: expected an integer >= 0")
         if self.max_residues is not None and self.max_residues < 1:
             raise ValueError(f"ServeSettings.max_residues={self.max_residues!r}: expected None or >= 1")
         for name in ("body_timeout_s", "request_timeout_s"):

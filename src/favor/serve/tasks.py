@@ -19,6 +19,7 @@ from favor.serve.engine import SEQUENCE_TASKS, TOKEN_TASKS, InferenceEngine, Inp
 
 __all__ = [
     "PREDICT_TASKS",
+    "likelihood_job",
     "embed_job",
     "fill_mask_job",
     "score_job",
@@ -176,6 +177,38 @@ def score_job(
                 total += float(log_probs[mut] - log_probs[wt])
             scores.append({"mutation": text, "score": total})
         return {"scores": scores}
+
+    return Job(rows=rows, key=("head", None), finish=finish)
+
+
+def likelihood_job(engine: InferenceEngine, sequences: list[str], observe) -> Job | None:
+    """Monitoring: each sequence with every 8th residue masked, one forward pass; ``observe(mean log p)``
+    per sequence of the true residues at the masked positions. None for models that are not masked LMs."""
+    if engine.config.task != "mlm" or engine.alphabet is None:
+        return None
+    rows, positions = [], []
+    for i, sequence in enumerate(sequences):
+        row = engine.encode(sequence, where=f"sequences[{i}]")
+        sites = torch.arange(1 + i % 8, len(row) - 1, 8)
+        if len(sites) == 0:
+            continue
+        masked = row.clone()
+        masked[sites] = engine.alphabet.mask_id
+        rows.append(masked)
+        positions.append((sites, row[sites]))
+    if not rows:
+        return None
+    column = torch.full((engine.alphabet.vocab_size,), -1, dtype=torch.long)
+    column[torch.tensor(engine.alphabet.residue_ids)] = torch.arange(len(engine.alphabet.residue_ids))
+
+    def finish(outputs: list[torch.Tensor]) -> dict:
+        for out, (sites, truth) in zip(outputs, positions, strict=True):
+            log_probs = engine.residue_log_probs(out[sites])
+            index = column[truth]
+            known = index >= 0  # X, B, Z ... are not scored
+            if known.any():
+                observe(float(log_probs[known].gather(1, index[known, None]).mean()))
+        return {}
 
     return Job(rows=rows, key=("head", None), finish=finish)
 
