@@ -158,3 +158,26 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert (out / "loss_curves.png").stat().st_size > 0
     # A second demo into the same folder replaces the earlier runs.
     assert cli.main(["demo", "--out", str(out), "--minutes", "0.02", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "extra"),
+    [
+        ("statsmodels", ["train", "configs/timeseries_tiny.yaml", "--max-steps", "1"], "timeseries"),
+        ("optuna", ["tune", "configs/charlm_tiny.yaml", "--trials", "1"], "tune"),
+    ],
+)
+def test_a_missing_optional_dependency_names_its_extra(module, argv, extra, tmp_path, monkeypatch, capsys):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails as if it were not installed
+    for name in [m for m in sys.modules if m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.chdir(root)
+    args = (
+        [*argv, "--out", str(tmp_path / "run")]
+        if argv[0] == "train"
+        else [*argv, "--study-dir", str(tmp_path)]
+    )
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"pip install 'favor[{extra}]'" in err and module in err.lower()

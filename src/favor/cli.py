@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from favor.extras import missing_extra_message
+
 __all__ = ["COMMANDS", "command", "build_parser", "main"]
 
 COMMANDS: dict[str, Callable[..., int | None]] = {}
@@ -165,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the one place that turns errors into an exit status
         if os.environ.get("FAVOR_DEBUG") == "1":
             raise
-        print(f"favor {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        hint = missing_extra_message(error) if isinstance(error, ModuleNotFoundError) else None
+        print(f"favor {args.command}: error: {hint or _one_line(error)}", file=sys.stderr)
         return 1
     return int(status or 0)
 
