@@ -1,8 +1,8 @@
 """Finding the model in a run directory, and clear errors for broken model folders (naming the file)."""
 
 import hashlib
-import re
 import json
+import re
 import shutil
 
 import pytest

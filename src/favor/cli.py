@@ -325,6 +325,7 @@ def demo_command(*, out: Path = Path("favor-demo"), minutes: float = 2.0, quiet:
 
 def _register_extensions() -> None:
     """Subcommands whose code lives with its subsystem (imports of heavy extras stay inside the functions)."""
+    from favor.convert import convert_cli
     from favor.export import export_cli
     from favor.generation_cli import generate_command
     from favor.serve.server import serve_cli
@@ -342,6 +343,7 @@ def _register_extensions() -> None:
     command(name="serve")(serve_cli)
     command(name="export")(export_cli)
     command(name="tune")(tune_cli)
+    command(name="convert")(convert_cli)
 
 
 _register_extensions()

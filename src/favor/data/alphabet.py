@@ -6,6 +6,11 @@ Layout of ``Alphabet.protein()`` (29 tokens)::
     4..23     the 20 standard amino acids  A C D E F G H I K L M N P Q R S T V W Y
     24..28    the rare residues           X B Z U O
 
+Other layouts name every token in id order (``order``): ``Alphabet.esm()`` is ESM's 33-token vocabulary
+(``<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>``), so a
+model converted from ESM reads ESM's token ids. Tokens that are neither one of the four roles nor a residue
+(``<unk>``, ``.``, ``-``, ``<null_1>``) are never produced by encoding and count as special.
+
 There is no ``<unk>`` token: an unknown character is an error that names the record, the 1-based
 position and the character, unless the caller picks an explicit policy (``unknown="x"`` maps it to
 ``X``; ``unknown="skip"`` drops the whole record). With a policy, an ``EncodingStats`` counter reports
@@ -40,6 +45,12 @@ PROTEIN_SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<mask>", "<cls>", "<eos>")
 STANDARD_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 # X unknown, B Asx (D/N), Z Glx (E/Q), U selenocysteine, O pyrrolysine.
 EXTRA_RESIDUES = "XBZUO"
+# ESM's vocabulary in id order (facebookresearch/esm Alphabet "ESM-1b", the Hugging Face EsmTokenizer).
+ESM_TOKENS: tuple[str, ...] = (
+    "<cls>", "<pad>", "<eos>", "<unk>",
+    *"LAGVSERTIDPKQNFYMHWC", *"XBUZO",
+    ".", "-", "<null_1>", "<mask>",
+)  # fmt: skip
 
 _POLICIES = ("error", "x", "skip")
 # Marks a byte with no token in the lookup table.
@@ -92,6 +103,8 @@ class Alphabet:
         extra: further residues (one character each), e.g. ``"XBZUO"``; must contain ``unknown_residue``
             for the ``unknown="x"`` policy to be available.
         unknown_residue: the residue that ``unknown="x"`` maps unknown characters to.
+        order: every token in id order, when the layout is not "specials, then residues" (e.g. ESM's);
+            it must hold the four special tokens and every residue, and may hold other tokens.
     """
 
     def __init__(
@@ -101,6 +114,7 @@ class Alphabet:
         standard: str = STANDARD_AMINO_ACIDS,
         extra: str = EXTRA_RESIDUES,
         unknown_residue: str = "X",
+        order: Sequence[str] | None = None,
     ) -> None:
         if len(special_tokens) != 4:
             raise ValueError(
@@ -113,6 +127,14 @@ class Alphabet:
         tokens = [*special_tokens, *residues]
         if len(set(tokens)) != len(tokens):
             raise ValueError(f"Alphabet: duplicate tokens in {tokens}")
+        if order is not None:
+            order = list(order)
+            missing = [t for t in tokens if t not in order]
+            if missing or len(set(order)) != len(order):
+                raise ValueError(
+                    f"Alphabet: order must list each token once, including {missing or 'no duplicate'}"
+                )
+            tokens = order
         if unknown_residue not in residues:
             raise ValueError(f"Alphabet: unknown_residue {unknown_residue!r} is not one of {residues!r}")
         self._special_tokens = tuple(special_tokens)
@@ -120,19 +142,34 @@ class Alphabet:
         self._extra = extra
         self._unknown_residue = unknown_residue
         self._tokens: tuple[str, ...] = tuple(tokens)
+        self._order = None if order is None else tuple(order)
         self._token_to_id = {tok: i for i, tok in enumerate(tokens)}
-        n_special = len(special_tokens)
+        self._roles = tuple(self._token_to_id[t] for t in special_tokens)  # pad, mask, cls, eos
+        self._residue_ids = tuple(self._token_to_id[ch] for ch in residues)
+        self._standard_ids = self._residue_ids[: len(standard)]
+        residue_set = set(self._residue_ids)
+        self._special_ids = tuple(i for i in range(len(tokens)) if i not in residue_set)
         # Byte -> token id; lowercase letters map like their uppercase residue.
         table = np.full(256, _NO_TOKEN, dtype=np.int16)
-        for i, ch in enumerate(residues, start=n_special):
-            table[ord(ch)] = i
-            table[ord(ch.lower())] = i
+        for ch in residues:
+            table[ord(ch)] = self._token_to_id[ch]
+            table[ord(ch.lower())] = self._token_to_id[ch]
         self._table = table
 
     @classmethod
     def protein(cls) -> Alphabet:
         """The default 29-token protein alphabet (see the module docstring for the id layout)."""
         return cls()
+
+    @classmethod
+    def esm(cls) -> Alphabet:
+        """ESM's 33-token vocabulary in ESM's order (ESM-1b, ESM-2; Hugging Face ``EsmTokenizer``)."""
+        return cls(
+            special_tokens=("<pad>", "<mask>", "<cls>", "<eos>"),
+            standard="LAGVSERTIDPKQNFYMHWC",
+            extra="XBUZO",
+            order=ESM_TOKENS,
+        )
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -152,23 +189,24 @@ class Alphabet:
         return hash(self._tokens)
 
     def __repr__(self) -> str:
-        return f"Alphabet(vocab_size={self.vocab_size}, tokens={''.join(self._tokens[4:])!r})"
+        residues = "".join(self._tokens[i] for i in self._residue_ids)
+        return f"Alphabet(vocab_size={self.vocab_size}, residues={residues!r})"
 
     @property
     def pad_id(self) -> int:
-        return 0
+        return self._roles[0]
 
     @property
     def mask_id(self) -> int:
-        return 1
+        return self._roles[1]
 
     @property
     def cls_id(self) -> int:
-        return 2
+        return self._roles[2]
 
     @property
     def eos_id(self) -> int:
-        return 3
+        return self._roles[3]
 
     @property
     def unknown_residue_id(self) -> int:
@@ -177,18 +215,18 @@ class Alphabet:
 
     @property
     def special_ids(self) -> tuple[int, ...]:
-        return tuple(range(len(self._special_tokens)))
+        """Ids of every token that is not a residue (the four roles and any other token), ascending."""
+        return self._special_ids
 
     @property
     def residue_ids(self) -> tuple[int, ...]:
-        """Ids of every residue token (standard and extra), i.e. every non-special id."""
-        return tuple(range(len(self._special_tokens), self.vocab_size))
+        """Ids of every residue token (standard, then extra), i.e. every non-special id."""
+        return self._residue_ids
 
     @property
     def standard_ids(self) -> tuple[int, ...]:
         """Ids of the standard residues: the pool that MLM random replacements are drawn from."""
-        start = len(self._special_tokens)
-        return tuple(range(start, start + len(self._standard)))
+        return self._standard_ids
 
     def token_to_id(self, token: str) -> int:
         """Id of a token (a special token string or a residue letter, either case)."""
@@ -289,11 +327,11 @@ class Alphabet:
             ids = ids.tolist()
         elif isinstance(ids, np.ndarray):
             ids = ids.tolist()
-        n_special = len(self._special_tokens)
+        special = set(self._special_ids)
         out = []
         for i in ids:
             tok = self.id_to_token(int(i))
-            if skip_special and int(i) < n_special:
+            if skip_special and int(i) in special:
                 continue
             out.append(tok)
         return "".join(out)
@@ -306,6 +344,7 @@ class Alphabet:
             "extra": self._extra,
             "unknown_residue": self._unknown_residue,
             "tokens": list(self._tokens),
+            **({"order": list(self._order)} if self._order is not None else {}),
         }
 
     @classmethod
@@ -317,6 +356,7 @@ class Alphabet:
                 standard=data["standard"],
                 extra=data["extra"],
                 unknown_residue=data.get("unknown_residue", "X"),
+                order=data.get("order"),
             )
         except KeyError as exc:
             raise ValueError(f"Alphabet.from_dict: missing key {exc.args[0]!r} in {sorted(data)}") from None

@@ -32,6 +32,7 @@ def load_corpus(
     unknown: str = "error",
     max_records: int | None = None,
     what: str = "data",
+    alphabet: Alphabet | None = None,
 ) -> ProteinCorpus:
     """Read and encode a FASTA file; a missing file, bad FASTA or unknown residue names the file."""
     path = Path(path)
@@ -39,7 +40,7 @@ def load_corpus(
         raise FileNotFoundError(f"{path}: {what} FASTA file not found")
     try:
         corpus = ProteinCorpus.from_fasta(
-            path, alphabet=Alphabet.protein(), unknown=unknown, max_records=max_records
+            path, alphabet=alphabet or Alphabet.protein(), unknown=unknown, max_records=max_records
         )
     except UnknownResidueError as error:
         record = f"record {error.name!r}" if error.name is not None else "a record"

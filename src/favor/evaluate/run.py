@@ -14,11 +14,10 @@ from typing import Any
 
 import torch
 
-from favor.data.alphabet import Alphabet
 from favor.evaluate.baseline import UNIGRAM_FILE, UnigramBaseline
 from favor.evaluate.data import EVAL_MASK_SEED, build_eval_loader, load_corpus
 from favor.evaluate.metrics import evaluate_lm
-from favor.models.pretrained import load_pretrained
+from favor.folders import load_served_model
 
 __all__ = ["evaluate_run"]
 
@@ -52,22 +51,30 @@ def evaluate_run(
         threads: torch CPU threads while evaluating (default: the run's train.cpu_threads, else torch's).
     """
     # Imported here: favor.train imports this package's metrics.
-    from favor.folders import resolve_model_dir
+    from favor.folders import BUNDLED_MODELS, resolve_model_dir
     from favor.train.config import load_run_config
     from favor.train.distributed import resolve_device
     from favor.train.run import CONFIG_FILE
 
+    if not Path(run_dir).exists() and str(run_dir) not in BUNDLED_MODELS:
+        raise FileNotFoundError(f"{run_dir}: run folder not found")
     model_dir = resolve_model_dir(run_dir)
     homes = [Path(run_dir), model_dir, model_dir.parent]
     home = next((h for h in homes if (h / CONFIG_FILE).is_file()), None)
+    served = load_served_model(model_dir, device=resolve_device(device))
+    target = resolve_device(device)
+    model = served.model
     if home is None:
-        raise FileNotFoundError(
-            f"{run_dir}: no {CONFIG_FILE} (the run's config) in the run or beside its model"
+        # A bare model folder (e.g. converted from ESM): a masked or causal protein LM scored with defaults.
+        if served.alphabet is None or model.config.task not in ("mlm", "clm"):
+            raise FileNotFoundError(
+                f"{run_dir}: no {CONFIG_FILE} (the run's config) in the run or beside its model"
+            )
+        return _evaluate_model_folder(
+            served, data, concatenated, max_batches, max_length, target, mask_seed, threads
         )
     run_dir = home
     config = load_run_config(run_dir / CONFIG_FILE)
-    target = resolve_device(device)
-    model = load_pretrained(model_dir, device=target)
     if config.data.source != "protein":
         return _evaluate_other(run_dir, config, model, split, data, target, max_batches, threads)
     if data is None:
@@ -77,7 +84,7 @@ def evaluate_run(
     length = max_length if max_length is not None else config.data.max_length
     if length > model.config.max_length:
         raise ValueError(f"max_length={length} exceeds the model's max_length={model.config.max_length}")
-    corpus = load_corpus(data, unknown=config.data.unknown, what="evaluation")
+    corpus = load_corpus(data, unknown=config.data.unknown, what="evaluation", alphabet=served.alphabet)
     loader = build_eval_loader(
         corpus,
         objective=objective,
@@ -95,7 +102,7 @@ def evaluate_run(
         stats = evaluate_lm(
             model,
             loader,
-            unigram_log_probs=unigram.log_probs(objective, Alphabet.protein()),
+            unigram_log_probs=unigram.log_probs(objective, served.alphabet),
             device=target,
             max_batches=max_batches,
         )
@@ -107,6 +114,45 @@ def evaluate_run(
         "mode": "concatenated" if concatenated else "single",
         "max_length": length,
         "backbone": model.config.backbone,
+    }
+
+
+def _evaluate_model_folder(served, data, concatenated, max_batches, max_length, device, mask_seed, threads):
+    """A model folder without its run: default data settings, and the unigram of the evaluated file itself
+    (an upper bound on what a training-set unigram would score, stated in the result)."""
+    if data is None:
+        raise ValueError(f"{served.path}: a protein model is evaluated on a FASTA file; give --data FASTA")
+    model, objective = served.model, served.model.config.task
+    length = max_length if max_length is not None else min(model.config.max_length, 1024)
+    corpus = load_corpus(data, unknown="x", what="evaluation", alphabet=served.alphabet)
+    loader = build_eval_loader(
+        corpus,
+        objective=objective,
+        mode="concatenated" if concatenated else "single",
+        max_length=length,
+        max_tokens=max(8192, length),
+        mask_seed=mask_seed,
+    )
+    unigram = UnigramBaseline.from_corpus(corpus)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        stats = evaluate_lm(
+            model,
+            loader,
+            unigram_log_probs=unigram.log_probs(objective, served.alphabet),
+            device=device,
+            max_batches=max_batches,
+        )
+    finally:
+        torch.set_num_threads(previous)
+    return {
+        **stats.to_dict(objective),
+        "data": str(data),
+        "mode": "concatenated" if concatenated else "single",
+        "max_length": length,
+        "backbone": model.config.backbone,
+        "unigram_from": "the evaluation data (no training run beside the model)",
     }
 
 

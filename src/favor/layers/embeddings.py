@@ -25,8 +25,11 @@ class InputEmbedding(nn.Module):
         input_dim: int | None = None,
         max_length: int | None = None,
         dropout: float = 0.0,
+        token_dropout_id: int | None = None,
     ) -> None:
         super().__init__()
+        # ESM's token dropout (see ModelConfig.token_dropout): the id whose embedding is zeroed, or None.
+        self.token_dropout_id = token_dropout_id
         if vocab_size is None and input_dim is None:
             raise ValueError("InputEmbedding needs vocab_size or input_dim")
         self.tokens = nn.Embedding(vocab_size, d_model) if vocab_size is not None else None
@@ -45,8 +48,10 @@ class InputEmbedding(nn.Module):
         *,
         offset: int = 0,
         positions: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``positions`` ``(B, L)``: each token's learned position (packed rows restart at each segment)."""
+        """``positions`` ``(B, L)``: each token's learned position (packed rows restart at each segment);
+        ``padding_mask`` (True at padding) counts the real tokens of a row for token dropout."""
         if (input_ids is None) == (input_values is None):
             raise ValueError("pass exactly one of input_ids (B, L) and input_values (B, L, input_dim)")
         if input_ids is not None:
@@ -55,6 +60,8 @@ class InputEmbedding(nn.Module):
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
             x = self.tokens(input_ids)  # (B, L, D)
+            if self.token_dropout_id is not None:
+                x = self._token_dropout(x, input_ids, padding_mask)
         else:
             if self.values is None:
                 raise ValueError("this model has no input projection (input_dim=None); pass input_ids")
@@ -67,3 +74,14 @@ class InputEmbedding(nn.Module):
         if self.positions is not None:
             x = x + self.positions(x.shape[1], offset=offset, positions=positions)
         return self.dropout(x)
+
+    def _token_dropout(
+        self, x: torch.Tensor, input_ids: torch.Tensor, padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """ESM: zero the mask token's embedding, rescale by the share of unmasked tokens, zero padding."""
+        masked = input_ids == self.token_dropout_id
+        x = x.masked_fill(masked.unsqueeze(-1), 0.0)
+        real = torch.ones_like(masked) if padding_mask is None else ~padding_mask
+        observed = masked.sum(-1).float() / real.sum(-1).clamp(min=1).float()
+        x = (x * (1 - 0.15 * 0.8) / (1 - observed)[:, None, None]).to(x.dtype)
+        return x * real.unsqueeze(-1).to(x.dtype)

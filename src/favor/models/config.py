@@ -141,6 +141,10 @@ class ModelConfig:
     # Share the token embedding with the LM output layer (only when both exist).
     tie_embeddings: bool = True
     gradient_checkpointing: bool = False
+    # ESM's token dropout: embeddings of mask_token_id are zeroed and every embedding is scaled by
+    # (1 - 0.15 * 0.8) / (1 - share of masked tokens in the row), as ESM-1b and ESM-2 were trained.
+    token_dropout: bool = False
+    mask_token_id: int | None = None
     # Seed of the generator that draws the initial FAVOR+ projections (layer i uses seed + i).
     seed: int = 0
 
@@ -157,12 +161,22 @@ class ModelConfig:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_length", "num_labels", "pair_dim"):
             _check_int(own, name, getattr(self, name), 1)
         _check_int(own, "seed", self.seed, 0)
-        for name in ("causal", "multi_label", "tie_embeddings", "gradient_checkpointing"):
+        for name in ("causal", "multi_label", "tie_embeddings", "gradient_checkpointing", "token_dropout"):
             _check_bool(own, name, getattr(self, name))
         if self.vocab_size is not None:
             _check_int(own, "vocab_size", self.vocab_size, 1)
         if self.input_dim is not None:
             _check_int(own, "input_dim", self.input_dim, 1)
+        if self.mask_token_id is not None:
+            _check_int(own, "mask_token_id", self.mask_token_id, 0)
+        if self.token_dropout and (self.vocab_size is None or self.mask_token_id is None):
+            _fail(own, "token_dropout", True, "False unless vocab_size and mask_token_id are set")
+        if (
+            self.mask_token_id is not None
+            and self.vocab_size is not None
+            and self.mask_token_id >= self.vocab_size
+        ):
+            _fail(own, "mask_token_id", self.mask_token_id, f"an id below vocab_size={self.vocab_size}")
         if self.vocab_size is None and self.input_dim is None:
             _fail(own, "vocab_size", None, "an integer when input_dim is None (the model needs an input)")
         if self.task in ("mlm", "clm") and self.vocab_size is None:

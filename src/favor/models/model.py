@@ -41,6 +41,7 @@ class SequenceModel(nn.Module):
             input_dim=config.input_dim,
             max_length=config.max_length if config.position == "learned" else None,
             dropout=config.dropout,
+            token_dropout_id=config.mask_token_id if config.token_dropout else None,
         )
         self.backbone = build_backbone(config)
         self.head = build_head(config)
@@ -82,7 +83,9 @@ class SequenceModel(nn.Module):
         packing = self._packing(
             segment_ids, input_ids if input_ids is not None else input_values, padding_mask
         )
-        x = self.embedding(input_ids, input_values, positions=packing.get("positions"))  # (B, L, D)
+        x = self.embedding(
+            input_ids, input_values, positions=packing.get("positions"), padding_mask=padding_mask
+        )  # (B, L, D)
         if padding_mask is not None:
             _check_padding_mask(padding_mask, x)
         states = self.backbone(x, padding_mask=padding_mask, **packing)
