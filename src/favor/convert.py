@@ -95,7 +95,7 @@ def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _esm_model_config(hf: dict[str, Any], path: Path, **attention: Any) -> ModelConfig:
+def _esm_model_config(hf: dict[str, Any], path: Path, alphabet: Alphabet, **attention: Any) -> ModelConfig:
     """The favor `ModelConfig` of an ESM config.json, refusing what favor does not reproduce exactly."""
     if hf.get("model_type") not in (None, "esm"):
         raise ConversionError(f"{path}: model_type={hf.get('model_type')!r}, expected 'esm'")
@@ -114,11 +114,10 @@ def _esm_model_config(hf: dict[str, Any], path: Path, **attention: Any) -> Model
         problems.append(f"hidden_act={hf.get('hidden_act')!r}")
     if hf.get("is_decoder") or hf.get("is_folding_model"):
         problems.append("a decoder or folding model")
-    if hf.get("vocab_size") != len(Alphabet.esm()):
-        problems.append(f"vocab_size={hf.get('vocab_size')} (ESM's vocabulary has 33 tokens)")
+    if hf.get("vocab_size") != len(alphabet):
+        problems.append(f"vocab_size={hf.get('vocab_size')} (the vocabulary has {len(alphabet)} tokens)")
     if problems:
         raise ConversionError(f"{path}: not an ESM-2 masked LM favor can reproduce: {'; '.join(problems)}")
-    alphabet = Alphabet.esm()
     for key, want in (("mask_token_id", alphabet.mask_id), ("pad_token_id", alphabet.pad_id)):
         if hf.get(key, want) != want:
             raise ConversionError(f"{path}: {key}={hf.get(key)}, but ESM's vocabulary has it at {want}")
@@ -189,6 +188,20 @@ def _esm_to_favor_state(
     return state
 
 
+def _alphabet(vocab: Path) -> Alphabet:
+    """ESM's vocabulary (no vocab.txt, or ESM's), or favor's own protein alphabet (a favor model that went
+    through to_hf); any other vocabulary is refused."""
+    if not vocab.is_file():
+        return Alphabet.esm()
+    tokens = tuple(line.strip() for line in vocab.read_text(encoding="utf-8").splitlines() if line.strip())
+    for alphabet in (Alphabet.esm(), Alphabet.protein()):
+        if tokens == alphabet.tokens:
+            return alphabet
+    raise ConversionError(
+        f"{vocab}: neither ESM's 33-token vocabulary nor favor's protein alphabet, in order"
+    )
+
+
 def from_esm(
     hf_dir: str | Path,
     out: str | Path,
@@ -220,12 +233,8 @@ def from_esm(
     if attention == "performer":
         options["attention"] = {"nb_features": nb_features, "kernel": kernel}
         options["seed"] = seed
-    config = _esm_model_config(hf_config, config_path, **options)
-    vocab = hf_dir / "vocab.txt"
-    if vocab.is_file():
-        tokens = [line.strip() for line in vocab.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if tuple(tokens) != Alphabet.esm().tokens:
-            raise ConversionError(f"{vocab}: not ESM's 33-token vocabulary in ESM's order")
+    alphabet = _alphabet(hf_dir / "vocab.txt")
+    config = _esm_model_config(hf_config, config_path, alphabet, **options)
     weights_state = _esm_to_favor_state(_read_hf_weights(hf_dir), config, hf_dir)
     model = SequenceModel(config)
     expected = model.state_dict()
@@ -245,7 +254,7 @@ def from_esm(
     if left:
         raise ConversionError(f"{hf_dir}: no source for {', '.join(left)}")
     save_pretrained(model.eval(), out)
-    (out / ALPHABET_NAME).write_text(json.dumps(Alphabet.esm().to_dict(), indent=2) + "\n", encoding="utf-8")
+    (out / ALPHABET_NAME).write_text(json.dumps(alphabet.to_dict(), indent=2) + "\n", encoding="utf-8")
     note = {"converted_from": str(hf_dir.resolve()), "attention": attention, "source_config": hf_config}
     (out / "conversion.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
     return out

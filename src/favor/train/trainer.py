@@ -346,13 +346,23 @@ def _init_weights(model: SequenceModel, source: str) -> None:
             "checkpoint)"
         )
     source_model = load_pretrained(folder)
-    if source_model.config.to_dict() != model.config.to_dict():
-        ours, theirs = model.config.to_dict(), source_model.config.to_dict()
-        diff = sorted(k for k in ours if ours[k] != theirs.get(k))
+    ours, theirs = model.state_dict(), source_model.state_dict()
+    # The same weights, not necessarily the same config: e.g. an exact model's weights into a Performer
+    # (the paper's swap), whose random projections are kept as drawn for this run.
+    mismatched = sorted(
+        name
+        for name in set(ours) | set(theirs)
+        if not name.endswith(".projection")
+        and (name not in ours or name not in theirs or ours[name].shape != theirs[name].shape)
+    )
+    if mismatched:
+        a, b = model.config.to_dict(), source_model.config.to_dict()
+        diff = sorted(k for k in a if a[k] != b.get(k))
         raise ValueError(
-            f"train.init_from={source!r}: {folder} holds a different model; differing keys: {', '.join(diff)}"
+            f"train.init_from={source!r}: {folder} holds a model of other shapes "
+            f"({', '.join(mismatched[:4])}); differing config keys: {', '.join(diff)}"
         )
-    model.load_state_dict(source_model.state_dict())
+    model.load_state_dict({k: v for k, v in theirs.items() if not k.endswith(".projection")}, strict=False)
 
 
 def _count_targets(labels: torch.Tensor) -> int:
