@@ -31,7 +31,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "protein_mlm_pretrain.yaml"
-VARIANTS = [(64, "softmax"), (128, "softmax"), (256, "softmax"), (128, "relu")]
+VARIANTS = ["softmax:64", "softmax:128", "softmax:256", "relu:128"]
 
 
 def favor(*args: str) -> str:
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--teacher-minutes", type=float, default=10.0)
     parser.add_argument("--finetune-minutes", type=float, default=4.0)
     parser.add_argument("--test-batches", type=int, default=40)
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, help="KERNEL:M for each swapped model")
     args = parser.parse_args()
     proteins = args.data_root / "proteins"
     train, valid, test = (proteins / f"{s}.fasta.gz" for s in ("train", "valid", "test"))
@@ -93,7 +94,8 @@ def main() -> None:
     favor("convert", "from-esm", str(out / "teacher-hf"), "--out", str(out / "teacher-exact"))
     rows = [{"model": "exact teacher", **_metrics(evaluate(out / "teacher-exact", test, args.test_batches))}]
     curves = {}
-    for m, kernel in VARIANTS:
+    for variant in args.variants:
+        kernel, m = variant.split(":")[0], int(variant.split(":")[1])
         name = f"performer-{kernel}-m{m}"
         swap = out / name / "converted"
         options = ["--attention", "performer", "--nb-features", str(m), "--kernel", kernel]
