@@ -94,6 +94,8 @@ class MicroBatcher:
         self.render = render
         self.max_queue = max_queue
         self._closed = False
+        # Set by `drain`: after this monotonic time, queued work is answered 503 instead of run.
+        self._drain_deadline: float | None = None
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
@@ -134,6 +136,15 @@ class MicroBatcher:
                 break
             if item is not None:
                 self._send(item, None, Overloaded("the server is shutting down; retry shortly"))
+
+    def drain(self, seconds: float) -> None:
+        """Shutdown has begun: refuse new work now, run queued work for ``seconds``, answer the rest 503.
+
+        Called from the server's signal handler, so that every request still waiting when the grace period
+        ends has had a 503 rather than a dropped connection.
+        """
+        self._drain_deadline = time.monotonic() + max(0.0, seconds)
+        self._closed = True
 
     async def submit(self, job: Job, *, timeout_s: float | None = None) -> Any:
         """Queue ``job`` and wait (without blocking the event loop) for its result or exception.
@@ -181,6 +192,12 @@ class MicroBatcher:
             if first is None:
                 return
             batch, stop = self._collect(first)
+            if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                for item in batch:
+                    self._send(item, None, Overloaded("the server is shutting down; retry shortly"))
+                if stop:
+                    return
+                continue
             with torch.inference_mode():
                 self._run(batch)
             if stop:

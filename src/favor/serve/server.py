@@ -86,7 +86,7 @@ def run_server(
         # 127.0.0.1 (DNS rebinding) cannot use the API from a browser.
         settings = dataclasses.replace(settings, allowed_hosts=LOOPBACK_HOSTS)
     app = create_app(model_dir, settings=settings, device=device)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -98,6 +98,30 @@ def run_server(
         # Request lines and headers over 64 KiB are refused by the HTTP parser.
         h11_max_incomplete_event_size=64 * 1024,
     )
+    batcher = app.state.batcher
+    # Queued work gets until one second before the grace period ends; then 503, never a dropped connection.
+    _DrainingServer(config, on_exit=lambda: batcher.drain(settings.shutdown_grace_s - 1.0)).run()
+
+
+def _draining_server_class():
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, telling the app's batcher to drain as soon as a shutdown signal arrives."""
+
+        def __init__(self, config, *, on_exit) -> None:
+            super().__init__(config)
+            self._on_exit = on_exit
+
+        def handle_exit(self, sig, frame) -> None:
+            self._on_exit()
+            super().handle_exit(sig, frame)
+
+    return DrainingServer
+
+
+def _DrainingServer(config, *, on_exit):  # noqa: N802 (a class built on first use: uvicorn is optional)
+    return _draining_server_class()(config, on_exit=on_exit)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
