@@ -170,7 +170,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from favor.folders import load_served_model
-    from favor.serve.engine import InferenceEngine
+    from favor.inference import InferenceEngine
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import math
 import os
 import sys
 import types
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from favor.extras import missing_extra_message
+from favor.jsonsafe import json_safe
 
 __all__ = ["COMMANDS", "command", "build_parser", "main"]
 
@@ -137,17 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(_json_safe(data), indent=None, sort_keys=False))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    print(json.dumps(json_safe(data), indent=None, sort_keys=False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,9 +14,11 @@ __all__ = ["generate_command"]
 
 
 def _print_json(data: Any) -> None:
-    from favor.cli import _print_json as print_json
+    import json
 
-    print_json(data)
+    from favor.jsonsafe import json_safe
+
+    print(json.dumps(json_safe(data)))
 
 
 def _model_folder(path: Path) -> Path:

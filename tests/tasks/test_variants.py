@@ -9,7 +9,7 @@ import torch
 
 from favor import cli
 from favor.folders import load_served_model
-from favor.serve.engine import InferenceEngine, InputError
+from favor.inference import InferenceEngine, InputError
 from favor.tasks.variants import pseudo_log_likelihood, read_dms, score_variants
 from tiny_models import save_tiny
 

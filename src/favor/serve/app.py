@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import time
 from contextlib import asynccontextmanager
@@ -30,8 +29,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from favor.folders import ServedModel, load_served_model
+from favor.inference import EngineLimits, InferenceEngine, InputError, TaskError
+from favor.jsonsafe import json_safe
 from favor.serve.batcher import MicroBatcher, Overloaded
-from favor.serve.engine import EngineLimits, InferenceEngine, InputError, TaskError
 from favor.serve.metrics import CONTENT_TYPE, Metrics
 from favor.serve.schemas import (
     EmbedRequest,
@@ -76,22 +76,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def render_json(result: Any) -> bytes:
     """A route's result as JSON bytes (NaN and inf become null): runs in the inference worker."""
     try:
         return json.dumps(result, allow_nan=False, separators=(",", ":")).encode()
     except ValueError:
-        return json.dumps(_finite(result), separators=(",", ":")).encode()
+        return json.dumps(json_safe(result), separators=(",", ":")).encode()
 
 
 def _validation_message(error: RequestValidationError) -> str:

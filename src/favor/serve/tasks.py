@@ -7,15 +7,14 @@ the JSON-ready response. Residue positions in requests and responses are 1-based
 
 from __future__ import annotations
 
-import re
 import secrets
 
 import torch
 
 from favor.data.text import UnknownCharacterError
+from favor.inference import SEQUENCE_TASKS, TOKEN_TASKS, InferenceEngine, InputError, parse_mutation
 from favor.models import sample_next_token
 from favor.serve.batcher import Job
-from favor.serve.engine import SEQUENCE_TASKS, TOKEN_TASKS, InferenceEngine, InputError
 
 __all__ = [
     "PREDICT_TASKS",
@@ -29,9 +28,6 @@ __all__ = [
 ]
 
 PREDICT_TASKS = (*SEQUENCE_TASKS, *TOKEN_TASKS, "contact")
-_MUTATION = re.compile(r"^([A-Za-z])([0-9]+)([A-Za-z])$")
-# Positions are 1-based residue indices: nine digits is far beyond any protein (and any max_residues).
-_MAX_POSITION_DIGITS = 9
 
 
 def check_response_size(values: int, limit: int, *, what: str) -> None:
@@ -94,39 +90,6 @@ def fill_mask_job(engine: InferenceEngine, sequence: str, top_k: int) -> Job:
         return {"masks": masks, "sequence": "".join(letters[1:-1])}
 
     return Job(rows=[row], key=("head", None), finish=finish)
-
-
-def parse_mutation(text: str, sequence: str, *, where: str) -> list[tuple[int, str, str]]:
-    """``"A23G"`` or ``"A23G:K45R"`` -> ``[(23, "A", "G"), ...]``, checked against ``sequence``."""
-    sites, seen = [], set()
-    shown = text if len(text) <= 80 else text[:77] + "..."
-    for part in text.split(":"):
-        match = _MUTATION.match(part.strip())
-        if match is None:
-            raise InputError(
-                f"{where} {shown!r}: expected <wild-type><position><mutant> such as 'A23G' "
-                "(several joined by ':')"
-            )
-        if len(match.group(2)) > _MAX_POSITION_DIGITS:
-            raise InputError(
-                f"{where} {shown!r}: position {match.group(2)[:12]}... is outside the sequence "
-                f"(1..{len(sequence)})"
-            )
-        wild, position, mutant = match.group(1).upper(), int(match.group(2)), match.group(3).upper()
-        if not 1 <= position <= len(sequence):
-            raise InputError(
-                f"{where} {shown!r}: position {position} is outside the sequence (1..{len(sequence)})"
-            )
-        found = sequence[position - 1].upper()
-        if found != wild:
-            raise InputError(
-                f"{where} {shown!r}: the sequence has {found!r} at position {position}, not {wild!r}"
-            )
-        if position in seen:
-            raise InputError(f"{where} {shown!r}: position {position} is mutated twice")
-        seen.add(position)
-        sites.append((position, wild, mutant))
-    return sites
 
 
 def score_job(

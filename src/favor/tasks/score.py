@@ -1,8 +1,8 @@
 """``favor score``: masked-marginal mutation effect scores from a masked language model.
 
-The scoring and every check on the mutation strings are the server's (`favor.serve.tasks.score_job` and
-`favor.serve.tasks.parse_mutation`, run through `favor.serve.engine.InferenceEngine`), so the command and
-``POST /score`` always agree. Neither needs FastAPI.
+Every check on the mutation strings is `favor.inference.parse_mutation`, the one the server's ``POST /score``
+uses too, and the rows run through the same `favor.inference.InferenceEngine`, so the command and the
+route agree. Strategies and DMS files: `favor.tasks.variants`. Nothing here needs FastAPI.
 
 For a mutation ``A23G``, the wild-type sequence is run with position 23 masked and the score is
 ``log p(G) - log p(A)`` at that position (Meier et al. 2021, ESM-1v), probabilities over residue tokens
@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from favor.folders import load_served_model
-from favor.serve.engine import InferenceEngine
-from favor.serve.tasks import score_job
+from favor.inference import InferenceEngine
 
 __all__ = ["score_mutations", "score_cli"]
 
@@ -30,12 +29,15 @@ def split_mutations(text: str) -> list[str]:
 
 
 def score_mutations(engine: InferenceEngine, sequence: str, mutations: list[str]) -> list[dict[str, Any]]:
-    """``[{"mutation": ..., "score": ...}]`` in the order given; raises `favor.serve.engine.InputError`
+    """``[{"mutation": ..., "score": ...}]`` in the order given; raises `favor.inference.InputError`
     (a ``ValueError``) naming the first bad mutation (wrong wild type, position out of range, unknown
     residue, malformed) or a bad sequence."""
-    job = score_job(engine, sequence, mutations, max_mutations=max(1, len(mutations)))
-    outputs = engine.forward_rows(job.rows, output="head")
-    return job.finish(outputs)["scores"]
+    from favor.tasks.variants import score_variants
+
+    return [
+        {"mutation": s["mutation"], "score": s["score"]}
+        for s in score_variants(engine, sequence, mutations, strategy="masked-marginal")
+    ]
 
 
 def score_cli(

@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-from favor.serve.engine import InferenceEngine, InputError
-from favor.serve.tasks import parse_mutation
+from favor.inference import InferenceEngine, InputError, parse_mutation
 
 __all__ = ["STRATEGIES", "Variant", "parse_variants", "score_variants", "pseudo_log_likelihood"]
 

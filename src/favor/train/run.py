@@ -17,7 +17,6 @@ Run folder::
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import torch
 
 from favor.data.text import VOCAB_FILE
 from favor.evaluate.baseline import UNIGRAM_FILE
+from favor.jsonsafe import json_safe
 from favor.models.pretrained import save_pretrained
 from favor.train.checkpoint import checkpoint_dir, latest_checkpoint
 from favor.train.config import RunConfig
@@ -281,7 +281,7 @@ def _train(
         plot_loss_curves(
             {config.model.backbone: read_metrics(run_dir / "metrics.csv")}, run_dir / "loss_curve.png"
         )
-        (run_dir / SUMMARY_FILE).write_text(json.dumps(_finite(summary), indent=2) + "\n", encoding="utf-8")
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(json_safe(summary), indent=2) + "\n", encoding="utf-8")
     dist.barrier()
     return summary
 
@@ -311,12 +311,3 @@ def _summary(loop: _Loop, reason: str, before: tuple[int, int, float]) -> dict[s
         "valid": loop.last_valid,
         "world_size": trainer.dist.world_size,
     }
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: NaN and inf become None."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

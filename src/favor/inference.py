@@ -11,6 +11,7 @@ redraws, so the same request always gets the same answer.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ import torch
 from favor.data import UnknownResidueError
 from favor.folders import ServedModel
 
-__all__ = ["InputError", "TaskError", "EngineLimits", "InferenceEngine", "MASK_MARKERS"]
+__all__ = ["InputError", "TaskError", "EngineLimits", "InferenceEngine", "MASK_MARKERS", "parse_mutation"]
 
 # Both spellings of a masked position accepted by /fill-mask.
 MASK_MARKERS = ("<mask>", "_")
+_MUTATION = re.compile(r"^([A-Za-z])([0-9]+)([A-Za-z])$")
+# Positions are 1-based residue indices: nine digits is far beyond any protein (and any max_residues).
+_MAX_POSITION_DIGITS = 9
 
 SEQUENCE_TASKS = ("sequence_classification", "sequence_regression")
 TOKEN_TASKS = ("token_classification", "token_regression")
@@ -193,3 +197,36 @@ class InferenceEngine:
     def residue(self, index: int) -> str:
         """The letter of residue column ``index`` of `residue_log_probs`."""
         return self.alphabet.tokens[self.alphabet.residue_ids[index]]
+
+
+def parse_mutation(text: str, sequence: str, *, where: str) -> list[tuple[int, str, str]]:
+    """``"A23G"`` or ``"A23G:K45R"`` -> ``[(23, "A", "G"), ...]``, checked against ``sequence``."""
+    sites, seen = [], set()
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    for part in text.split(":"):
+        match = _MUTATION.match(part.strip())
+        if match is None:
+            raise InputError(
+                f"{where} {shown!r}: expected <wild-type><position><mutant> such as 'A23G' "
+                "(several joined by ':')"
+            )
+        if len(match.group(2)) > _MAX_POSITION_DIGITS:
+            raise InputError(
+                f"{where} {shown!r}: position {match.group(2)[:12]}... is outside the sequence "
+                f"(1..{len(sequence)})"
+            )
+        wild, position, mutant = match.group(1).upper(), int(match.group(2)), match.group(3).upper()
+        if not 1 <= position <= len(sequence):
+            raise InputError(
+                f"{where} {shown!r}: position {position} is outside the sequence (1..{len(sequence)})"
+            )
+        found = sequence[position - 1].upper()
+        if found != wild:
+            raise InputError(
+                f"{where} {shown!r}: the sequence has {found!r} at position {position}, not {wild!r}"
+            )
+        if position in seen:
+            raise InputError(f"{where} {shown!r}: position {position} is mutated twice")
+        seen.add(position)
+        sites.append((position, wild, mutant))
+    return sites
