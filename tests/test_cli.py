@@ -146,18 +146,22 @@ def test_console_script_error_exits_non_zero_without_traceback(tmp_path):
 
 def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--minutes", "0.05", "--quiet"]) == 0
+    assert cli.main(["demo", "--out", str(out), "--minutes", "0.05", "--max-length", "2048", "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "performer" in text and "transformer" in text and "unigram" in text
+    assert "performer" in text and "transformer" in text and "unigram" in text and "exact / FAVOR+" in text
     summary = json.loads((out / "summary.json").read_text())
     assert [m["model"] for m in summary["models"]] == ["performer", "transformer"]
     first, second = summary["models"]
     assert first["n_masked"] == second["n_masked"] > 0
     assert first["unigram_accuracy"] == second["unigram_accuracy"]
     assert first["params"] == second["params"]
-    assert (out / "loss_curves.png").stat().st_size > 0
+    assert (out / "loss_curves.png").stat().st_size > 0 and (out / "demo.png").stat().st_size > 0
+    assert [(r["op"], r["length"]) for r in summary["attention"]] == [
+        ("favor", 1024), ("exact", 1024), ("favor", 2048), ("exact", 2048)
+    ]  # fmt: skip
+    assert all(r["seconds"] > 0 for r in summary["attention"]) and summary["window"] == 4096
     # A second demo into the same folder replaces the earlier runs.
-    assert cli.main(["demo", "--out", str(out), "--minutes", "0.02", "--quiet"]) == 0
+    assert cli.main(["demo", "--out", str(out), "--minutes", "0.02", "--max-length", "1024", "--quiet"]) == 0
 
 
 @pytest.mark.parametrize(

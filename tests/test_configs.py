@@ -47,14 +47,11 @@ def test_long_config_is_paper_shaped():
     assert run.model.attention.nb_features == 256 and run.model.backbone == "performer"
 
 
-def test_demo_uses_the_tiny_config():
+def test_demo_uses_the_tiny_model_on_long_windows():
     tiny = load_run_config(Path(CONFIGS[0]).parent / "protein_mlm_tiny.yaml")
     for backbone in DEMO_BACKBONES:
         demo = demo_config(backbone, minutes=1.0)
         assert demo.model.backbone == backbone
-        assert {**demo.model.to_dict(), "backbone": "performer"} == tiny.model.to_dict()
-        assert (demo.data.mode, demo.data.max_length, demo.data.max_tokens) == (
-            tiny.data.mode,
-            tiny.data.max_length,
-            tiny.data.max_tokens,
-        )
+        same = ("d_model", "n_layers", "n_heads", "d_ff")
+        assert [getattr(demo.model, k) for k in same] == [getattr(tiny.model, k) for k in same]
+        assert (demo.data.mode, demo.data.max_length) == ("concatenated", 4096)
