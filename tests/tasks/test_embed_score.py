@@ -106,3 +106,58 @@ def test_score_needs_a_masked_lm(tmp_path):
     save_pretrained(SequenceModel(config), tmp_path)
     with pytest.raises(ValueError, match="needs a masked language model"):
         score_cli(tmp_path, sequence=WILD_TYPE, mutations="K2R")
+
+
+def test_embed_includes_and_resumes_into_a_folder(tmp_path, capsys):
+    """--include bos adds the <cls> state; --out DIR writes one file per protein and skips those written."""
+    import numpy as _np
+
+    from favor import cli
+    from favor.data import read_fasta, sample_path
+
+    model = tmp_path / "model"
+    from tiny_models import save_tiny
+
+    save_tiny(model, backbone="performer", task="mlm")
+    fasta = tmp_path / "few.fasta"
+    records = list(read_fasta(sample_path("test")))[:5]
+    fasta.write_text("".join(f">{r.name}\n{r.sequence}\n" for r in records))
+    single = tmp_path / "all.npz"
+    argv = [
+        "embed",
+        str(model),
+        "--data",
+        str(fasta),
+        "--include",
+        "bos",
+        "--include",
+        "per-residue",
+        "--layers",
+        "0",
+        "--layers",
+        "-1",
+    ]
+    assert cli.main([*argv, "--out", str(single)]) == 0
+    with _np.load(single) as stored:
+        assert "mean_layer2" not in stored and stored["bos_layer2"].shape == (5, 16)
+        assert stored["residue_layer0"].shape[0] == stored["lengths"].sum()
+    folder = tmp_path / "per-protein"
+    assert cli.main([*argv[:-4], "--include", "mean", "--out", str(folder)]) == 0
+    files = sorted(folder.glob("*.npz"))
+    assert len(files) == 5
+    with _np.load(single) as stored, _np.load(folder / f"{records[2].name}.npz") as one:
+        _np.testing.assert_allclose(one["bos_layer2"], stored["bos_layer2"][2], rtol=1e-6, atol=1e-6)
+        start, stop = stored["offsets"][2], stored["offsets"][3]
+        _np.testing.assert_allclose(
+            one["residue_layer2"], stored["residue_layer2"][start:stop], rtol=1e-6, atol=1e-6
+        )
+    files[0].unlink()
+    before = {f.name: f.stat().st_mtime_ns for f in files[1:]}
+    capsys.readouterr()
+    assert cli.main([*argv[:-4], "--include", "mean", "--out", str(folder)]) == 0
+    assert "4 already there" in capsys.readouterr().out
+    assert {f.name: f.stat().st_mtime_ns for f in files[1:]} == before and files[0].is_file()
+    assert (
+        cli.main(["embed", str(model), "--data", str(fasta), "--out", str(single), "--include", "contacts"])
+        == 1
+    )

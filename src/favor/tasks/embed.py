@@ -12,9 +12,15 @@ Output (``numpy.savez``)::
     names               (N,) str     FASTA record names, in file order
     lengths             (N,) int64   residues per protein
     layers              (K,) int64   the layers stored (0 = embedding output, n_layers = final)
-    mean_layer{l}       (N, D) float32
-    residue_layer{l}    (sum(lengths), D) float32    with --per-residue; protein i is rows
+    mean_layer{l}       (N, D) float32                                    with --include mean (default)
+    bos_layer{l}        (N, D) float32   the <cls> state (of the first window), with --include bos
+    residue_layer{l}    (sum(lengths), D) float32    with --include per-residue; protein i is rows
     offsets             (N + 1,) int64               offsets[i]:offsets[i + 1]
+
+With ``--out DIR`` (a folder) instead of a ``.npz`` file, every protein gets its own ``DIR/<name>.npz``
+holding the same arrays for that protein alone (``residue_layer{l}`` is ``(length, D)``), as ESM's
+``extract.py`` writes one file per sequence; proteins whose file exists are skipped, so an interrupted run
+continues where it stopped. Files are written whole and then renamed, so none is ever half-written.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from favor.folders import load_served_model
 from favor.models import SequenceModel
 from favor.tasks.loop import make_batches
 
-__all__ = ["embed_sequences", "embed_cli", "resolve_layers"]
+__all__ = ["embed_sequences", "embed_cli", "resolve_layers", "INCLUDE"]
+
+INCLUDE = ("mean", "per-residue", "bos")
 
 
 def resolve_layers(layers: list[int] | None, n_layers: int) -> list[int]:
@@ -62,6 +70,7 @@ def embed_sequences(
     layers: list[int],
     per_residue: bool = False,
     max_tokens: int = 8192,
+    bos: bool = False,
 ) -> dict[str, np.ndarray]:
     """Embeddings of ``(name, sequence)`` pairs as the arrays described in the module docstring."""
     model.eval()
@@ -75,6 +84,7 @@ def embed_sequences(
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     dim = model.config.d_model
     sums = {layer: np.zeros((len(sequences), dim), dtype=np.float64) for layer in layers}
+    firsts = {layer: np.zeros((len(sequences), dim), dtype=np.float32) for layer in layers}
     residues = (
         {layer: np.zeros((offsets[-1], dim), dtype=np.float32) for layer in layers} if per_residue else {}
     )
@@ -95,6 +105,8 @@ def embed_sequences(
                 protein, start, stop = windows[g]
                 values = state[b, 1 : 1 + stop - start]  # real residues only
                 sums[layer][protein] += values.sum(axis=0, dtype=np.float64)
+                if start == 0:
+                    firsts[layer][protein] = state[b, 0]
                 if per_residue:
                     residues[layer][offsets[protein] + start : offsets[protein] + stop] = values
     out = {
@@ -104,6 +116,8 @@ def embed_sequences(
     }
     for layer in layers:
         out[f"mean_layer{layer}"] = (sums[layer] / np.array(lengths)[:, None]).astype(np.float32)
+        if bos:
+            out[f"bos_layer{layer}"] = firsts[layer]
         if per_residue:
             out[f"residue_layer{layer}"] = residues[layer]
     if per_residue:
@@ -117,49 +131,97 @@ def embed_cli(
     data: Path,
     out: Path,
     layers: list[int] | None = None,
+    include: list[str] | None = None,
     per_residue: bool = False,
     max_tokens: int = 8192,
     device: str = "cpu",
 ) -> int:
-    """Write per-protein (mean over residues) and optionally per-residue embeddings of a FASTA file.
+    """Write per-protein (mean over residues), <cls> and per-residue embeddings of a FASTA file.
 
-    The output .npz holds names, lengths, layers, mean_layer{L} (N x d_model) for each layer and, with
-    --per-residue, residue_layer{L} (total residues x d_model) with offsets (N + 1). Proteins longer
-    than the model's context are embedded in consecutive windows. See docs/downstream.md.
+    --out FILE.npz holds names, lengths, layers and, per layer, mean_layer{L} (N x d_model), bos_layer{L}
+    and residue_layer{L} (total residues x d_model, with offsets) as --include asks. --out DIR writes one
+    DIR/<name>.npz per protein and skips proteins already written (an interrupted run continues). Proteins
+    longer than the model's context are embedded in consecutive windows. See docs/downstream.md.
 
     Args:
-        run_dir: a 'favor train' run folder or a model folder.
+        run_dir: a 'favor train' run folder, a model folder or a bundled model name.
         data (FASTA): proteins to embed (plain or gzipped FASTA).
-        out (FILE): the .npz file to write.
+        out (PATH): the .npz file to write, or a folder for one .npz per protein.
         layers (L): layer to store, repeatable (0 = embeddings, -1 or n_layers = final; default: final).
-        per_residue: also store every residue's embedding.
+        include (WHAT): mean, per-residue or bos (the <cls> state); repeatable (default: mean).
+        per_residue: the same as --include per-residue (kept for earlier scripts).
         max_tokens (N): padded tokens per forward pass.
         device: cpu, cuda or cuda:N.
     """
     from favor.train.distributed import resolve_device
 
+    wanted = set(include or ["mean"]) | ({"per-residue"} if per_residue else set())
+    unknown = sorted(wanted - set(INCLUDE))
+    if unknown:
+        raise ValueError(f"--include {', '.join(unknown)}: choose from {', '.join(INCLUDE)}")
     served = load_served_model(run_dir, device=resolve_device(device))
     chosen = resolve_layers(layers, served.model.config.n_layers)
     sequences = [(r.name, r.sequence) for r in read_fasta(data)]
     if not sequences:
         raise ValueError(f"{data}: no FASTA records")
-    arrays = embed_sequences(
-        served.model,
-        served.alphabet,
-        sequences,
-        layers=chosen,
-        per_residue=per_residue,
-        max_tokens=max_tokens,
-    )
+    options = {
+        "layers": chosen,
+        "per_residue": "per-residue" in wanted,
+        "bos": "bos" in wanted,
+        "max_tokens": max_tokens,
+    }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # np.savez appends .npz to names without it; write through a handle to keep the name asked for.
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, out)
-    total = int(arrays["lengths"].sum())
     dim = served.model.config.d_model
+    if out.suffix != ".npz":
+        return _embed_to_folder(served, sequences, out, wanted, options)
+    arrays = embed_sequences(served.model, served.alphabet, sequences, **options)
+    if "mean" not in wanted:
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("mean_layer")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save(out, arrays)
+    total = int(arrays["lengths"].sum())
     print(f"embedded {len(sequences)} proteins ({total:,} residues), layers {chosen}, dim {dim}")
     print(f"embeddings: {out}")
+    return 0
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    # np.savez appends .npz to names without it; write through a handle to keep the name asked for.
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)
+
+
+def _file_name(name: str) -> str:
+    """A record name as a file name: characters other than letters, digits, ``._-`` become ``_``."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "_"
+
+
+def _embed_to_folder(served, sequences, folder: Path, wanted: set[str], options: dict) -> int:
+    """One ``<name>.npz`` per protein; proteins with a file already are skipped (resume)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [(n, s) for n, s in sequences if not (folder / f"{_file_name(n)}.npz").is_file()]
+    names = [_file_name(n) for n, _ in sequences]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            "two records map to the same file name in --out DIR; rename them or use --out FILE.npz"
+        )
+    done = len(sequences) - len(todo)
+    batch = 64
+    for i in range(0, len(todo), batch):
+        chunk = todo[i : i + batch]
+        arrays = embed_sequences(served.model, served.alphabet, chunk, **options)
+        for j, (name, _) in enumerate(chunk):
+            one = {"name": np.array(name), "length": arrays["lengths"][j], "layers": arrays["layers"]}
+            for layer in options["layers"]:
+                if "mean" in wanted:
+                    one[f"mean_layer{layer}"] = arrays[f"mean_layer{layer}"][j]
+                if "bos" in wanted:
+                    one[f"bos_layer{layer}"] = arrays[f"bos_layer{layer}"][j]
+                if "per-residue" in wanted:
+                    start, stop = arrays["offsets"][j], arrays["offsets"][j + 1]
+                    one[f"residue_layer{layer}"] = arrays[f"residue_layer{layer}"][start:stop]
+            _save(folder / f"{_file_name(name)}.npz", one)
+    print(f"embedded {len(todo)} proteins into {folder} ({done} already there, skipped)")
     return 0
