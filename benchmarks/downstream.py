@@ -30,6 +30,8 @@ from favor.tasks.registry import TASK_NAMES, get_task
 MODELS = {
     "pretrained": (None, False, False),
     "probe": (None, False, True),
+    # The pretrained model with LoRA adapters (rank 8, attention qkv and out) and the head training.
+    "lora": (None, False, False),
     "scratch": (None, True, False),
     "lstm": ("lstm", True, False),
     "cnn": ("cnn", True, False),
@@ -56,6 +58,7 @@ def run_one(args: argparse.Namespace, task: str, model: str) -> dict:
         patience=args.patience,
         max_tokens=args.max_tokens,
         probe=probe,
+        lora_rank=8 if model == "lora" else 0,
         seed=args.seed,
     )
     return finetune(

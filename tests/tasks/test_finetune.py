@@ -122,3 +122,50 @@ def test_early_stopping_keeps_the_best_weights():
     assert not stopping.update(float("nan"), 2, model)
     assert stopping.update(0.4, 3, model)
     assert stopping.best[1] == 1 and torch.equal(stopping.best[2]["weight"], best)
+
+
+def test_lora_trains_adapters_and_head_then_merges(tiny_run, synthetic_root, tmp_path):
+    """--lora-rank: only adapters and the head train; OUT/model is the merged model (plain linear layers,
+    backbone weights changed only by the folded-in low-rank updates), OUT/adapter holds the adapters."""
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    settings = TrainSettings(max_steps=4, eval_interval=4, lr=3e-2, max_tokens=256, lora_rank=2)
+    result = finetune(tiny_run, task="ec", out=tmp_path, data_root=synthetic_root, settings=settings)
+    info = result["model"]
+    assert info["lora"]["rank"] == 2 and info["trainable_parameters"] < info["parameters"] / 2
+    adapter = load_file(str(tmp_path / "adapter" / "adapter.safetensors"))
+    assert any("lora_A" in k for k in adapter) and any(k.startswith("head.") for k in adapter)
+    assert json.loads((tmp_path / "adapter" / "adapter.json").read_text())["base_model"].endswith("model")
+    before = load_pretrained(tiny_run / "model").state_dict()
+    merged = load_pretrained(tmp_path / "model")
+    after = merged.state_dict()
+    assert not any("lora" in k for k in after)
+    qkv = "backbone.blocks.0.attention.qkv.weight"
+    delta = after[qkv] - before[qkv]
+    assert delta.abs().max() > 0 and torch.linalg.matrix_rank(delta) <= 2  # a rank-2 update, folded in
+    ffn = "backbone.blocks.0.feed_forward.fc_in.weight"
+    assert torch.equal(after[ffn], before[ffn])  # not a target: untouched
+
+
+def test_lora_merge_keeps_the_outputs():
+    pytest.importorskip("peft")
+    from favor.models import SequenceModel
+    from favor.tasks.lora import add_lora, merge_lora
+    from tiny_models import tiny_config
+
+    torch.manual_seed(0)
+    model = SequenceModel(tiny_config("transformer", task="sequence_classification", num_labels=3)).eval()
+    ids = torch.randint(0, 13, (2, 9))
+    plain = model(ids).logits
+    add_lora(model, rank=2, targets=("qkv", "fc_out"))
+    torch.testing.assert_close(model(ids).logits, plain)  # B starts at zero
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    adapted = model(ids).logits
+    assert (adapted - plain).abs().max() > 1e-3
+    merge_lora(model)
+    torch.testing.assert_close(model(ids).logits, adapted, rtol=1e-5, atol=1e-5)
+    assert type(model.backbone.blocks[0].attention.qkv) is torch.nn.Linear

@@ -9,6 +9,9 @@ Models, all with the task's head (`favor.models.build_head`) and the pretrained 
                  backbone's parameter count
     --backbone baseline   the task's non-neural baseline (`favor.tasks.baselines`), no training loop
     --probe      the pretrained embedding + backbone frozen; only the head trains
+    --lora-rank R    LoRA adapters (PEFT) on the backbone's attention (or --lora-targets) plus the head;
+                 merged into the weights of OUT/model, saved apart in OUT/adapter (`favor.tasks.lora`)
+    --freeze-layers K    the embedding and the first K blocks frozen, the rest fine-tuned
 
 Writes ``OUT/metrics.json`` (test and best validation metrics, data sizes, model, training summary) and,
 for neural models, the fine-tuned model folder ``OUT/model`` (loadable by ``favor serve``).
@@ -191,17 +194,41 @@ def finetune(
             served.model, the_task, backbone=backbone, from_scratch=from_scratch, seed=settings.seed
         )
         result["model"] = {**info, "probe": settings.probe}
+        _parameter_efficient(model, settings, result["model"], probe=settings.probe)
         model.to(_device(device))
         trained = _train_and_test(
             model, the_task, train, valid_examples, test_examples, alphabet=alphabet, context=context,
             settings=settings, echo=echo,
         )  # fmt: skip
         result.update(trained)
+        if settings.lora_rank:
+            from favor.tasks.lora import merge_lora, save_adapter
+
+            save_adapter(model.cpu(), out / "adapter", base=str(served.path))
+            merge_lora(model)
         save_pretrained(model.cpu(), out / MODEL_DIR)
         (out / MODEL_DIR / ALPHABET_NAME).write_text(json.dumps(alphabet.to_dict()) + "\n", encoding="utf-8")
     result["seconds"] = time.perf_counter() - started
     write_json(out / METRICS_FILE, result)
     return result
+
+
+def _parameter_efficient(model: SequenceModel, settings: TrainSettings, info: dict, *, probe: bool) -> None:
+    """Apply --lora-rank / --freeze-layers, recording what trains in ``info``."""
+    from favor.tasks.lora import add_lora, freeze_layers, trainable_parameters
+
+    if (settings.lora_rank or settings.freeze_layers) and probe:
+        raise ValueError("--probe already freezes the whole backbone: drop --lora-rank / --freeze-layers")
+    if settings.freeze_layers:
+        freeze_layers(model, settings.freeze_layers)
+        info["freeze_layers"] = settings.freeze_layers
+    if settings.lora_rank:
+        add_lora(model, rank=settings.lora_rank, targets=tuple(settings.lora_targets))
+        info["lora"] = model.lora_settings
+    info["trainable_parameters"] = (
+        trainable_parameters(model) if not probe else sum(p.numel() for p in model.head.parameters())
+    )
+    info["parameters"] = sum(p.numel() for p in model.parameters())
 
 
 def _train_and_test(
@@ -245,6 +272,9 @@ def finetune_cli(
     from_scratch: bool = False,
     backbone: str | None = None,
     probe: bool = False,
+    lora_rank: int = 0,
+    lora_targets: list[str] | None = None,
+    freeze_layers: int = 0,
     max_steps: int = 1000,
     max_minutes: float | None = None,
     max_train: int | None = None,
@@ -273,6 +303,11 @@ def finetune_cli(
         backbone: train this backbone from scratch at a similar size (lstm, gru, rnn, cnn, transformer,
             performer, linformer), or 'baseline' for the task's non-neural baseline.
         probe: freeze the pretrained embedding and backbone; train only the task head.
+        lora_rank (R): train LoRA adapters of rank R (PEFT) and the head, the pretrained weights frozen;
+            the adapters are merged into OUT/model and saved apart in OUT/adapter.
+        lora_targets (NAME): layers of each block that get adapters: qkv, out, fc_in, fc_out; repeatable
+            (default: qkv and out).
+        freeze_layers (K): freeze the embedding and the first K backbone blocks.
         max_steps (N): optimizer steps (the learning-rate schedule spans them).
         max_minutes (M): stop training after this many minutes.
         max_train (N): train on a seeded random subset of N training records.
@@ -301,6 +336,9 @@ def finetune_cli(
         patience=patience,
         max_tokens=max_tokens,
         probe=probe,
+        lora_rank=lora_rank,
+        lora_targets=tuple(lora_targets or ("qkv", "out")),
+        freeze_layers=freeze_layers,
         seed=seed,
     )
     result = finetune(

@@ -48,6 +48,11 @@ class TrainSettings:
     max_pairs: int = 1 << 20
     # Train only the head on frozen embedding + backbone features.
     probe: bool = False
+    # LoRA adapters of this rank on lora_targets of every block (0: none); see favor.tasks.lora.
+    lora_rank: int = 0
+    lora_targets: tuple[str, ...] = ("qkv", "out")
+    # Freeze the embedding and the first K backbone blocks.
+    freeze_layers: int = 0
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
