@@ -89,3 +89,48 @@ def test_sigterm_under_load_answers_200_or_503_never_500():
                 server.kill()
     statuses = {k: v for k, v in results.items() if isinstance(k, int)}
     assert statuses and set(statuses) <= {200, 503}, results
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected():
+    """Slowloris: a connection that sends half a request line and headers is closed after --header-timeout,
+    while a normal request on another connection is answered."""
+    import socket
+    import tempfile
+    import time
+
+    import httpx
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    from soak import free_port, tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = tiny_model(Path(tmp) / "m")
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "favor.cli",
+            "serve",
+            str(model),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ]
+        server = subprocess.Popen([*command, "--header-timeout", "1", "--log-level", "warning"])
+        try:
+            for _ in range(300):
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: headers unfinished
+            start = time.monotonic()
+            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+            closed = slow.recv(1024)  # b"" once the server closes the connection
+            assert closed == b"" and time.monotonic() - start < 5
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

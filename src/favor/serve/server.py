@@ -97,10 +97,47 @@ def run_server(
         limit_concurrency=settings.max_connections,
         # Request lines and headers over 64 KiB are refused by the HTTP parser.
         h11_max_incomplete_event_size=64 * 1024,
+        # A connection that has not sent a whole request line and headers within header_timeout_s is closed.
+        http=_header_timeout_protocol(settings.header_timeout_s),
     )
     batcher = app.state.batcher
     # Queued work gets until one second before the grace period ends; then 503, never a dropped connection.
     _DrainingServer(config, on_exit=lambda: batcher.drain(settings.shutdown_grace_s - 1.0)).run()
+
+
+def _header_timeout_protocol(seconds: float):
+    """uvicorn's h11 protocol with a timer on each request's line and headers (slowloris guard)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._header_timer = self.loop.call_later(seconds, self._header_deadline)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete and self._header_timer is not None:
+                self._header_timer.cancel()  # a whole request arrived: the body has its own timeout
+                self._header_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(seconds, self._header_deadline)
+
+        def connection_lost(self, exc) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _header_deadline(self) -> None:
+            self._header_timer = None
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def _draining_server_class():
@@ -177,6 +214,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="padded tokens per forward pass (default: %(default)s)",
     )
     parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=defaults.header_timeout_s,
+        help="seconds to send a request line and headers before the connection closes (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
     )
 
@@ -197,6 +240,7 @@ def serve_cli(
     max_wait_ms: float = _DEFAULTS.max_wait_ms,
     max_batch_rows: int = _DEFAULTS.max_batch_rows,
     max_batch_tokens: int = _DEFAULTS.max_batch_tokens,
+    header_timeout: float = _DEFAULTS.header_timeout_s,
     log_level: str = "info",
 ) -> int:
     """Serve a model over HTTP: embed, fill-mask, score, generate, predict, health, metrics.
@@ -217,6 +261,7 @@ def serve_cli(
         max_wait_ms: how long a micro-batch waits for more requests.
         max_batch_rows: sequences per micro-batch and forward pass.
         max_batch_tokens: padded tokens (rows x longest row) per forward pass.
+        header_timeout (S): seconds a connection may take to send a request line and headers.
         log_level: uvicorn log level (critical, error, warning, info, debug).
     """
     settings = ServeSettings(
@@ -226,6 +271,7 @@ def serve_cli(
         max_wait_ms=max_wait_ms,
         max_batch_rows=max_batch_rows,
         max_batch_tokens=max_batch_tokens,
+        header_timeout_s=header_timeout,
     )
     run_server(
         run_dir, host=host, port=port, settings=settings, device=device, threads=threads, log_level=log_level
@@ -248,6 +294,7 @@ def serve_command(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms,
             max_batch_rows=args.max_batch_rows,
             max_batch_tokens=args.max_batch_tokens,
+            header_timeout=args.header_timeout,
             log_level=args.log_level,
         )
     except (ModelLoadError, ValueError, ImportError) as error:

@@ -33,6 +33,9 @@ class ServeSettings:
     # Seconds a client may take to send its body (408 after), and a request may wait for its result
     # (503 after; the queued work is dropped).
     body_timeout_s: float = 30.0
+    # Seconds a connection may take to send a request's line and headers (the connection is closed after),
+    # so slow clients cannot hold connections open (slowloris).
+    header_timeout_s: float = 10.0
     request_timeout_s: float = 120.0
     # Host headers accepted (DNS rebinding guard); None: only loopback names when bound to loopback, any
     # host otherwise.
@@ -67,7 +70,7 @@ class ServeSettings:
             raise ValueError(f"ServeSettings.monitor_every={self.monitor_every!r}: expected an integer >= 0")
         if self.max_residues is not None and self.max_residues < 1:
             raise ValueError(f"ServeSettings.max_residues={self.max_residues!r}: expected None or >= 1")
-        for name in ("body_timeout_s", "request_timeout_s"):
+        for name in ("body_timeout_s", "request_timeout_s", "header_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ServeSettings.{name}={getattr(self, name)!r}: expected seconds > 0")
         if self.max_wait_ms < 0:
