@@ -18,7 +18,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 def _commands():
     found = []
     for doc in DOCS:
-        in_block, pending = False, ""
+        in_block, pending, variables = False, "", {}
         for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
             if line.strip().startswith("```"):
                 in_block = not in_block and line.strip() in ("```bash", "```sh", "```console")
@@ -32,6 +32,13 @@ def _commands():
             pending = ""
             text = re.sub(r"^\s*(\$ )?(\.venv/bin/)?", "", text)
             text = re.sub(r"\[(--[^\]]*)\]", r"\1", text)  # [--option value]: tried with the option
+            # Shell variables holding shared options ($D, $S) are expanded as the docs define them.
+            for name, value in variables.items():
+                text = text.replace(f"${name}", value)
+            assignment = re.match(r'^([A-Z]+)="(.*)"$', text.strip())
+            if assignment:
+                variables[assignment.group(1)] = assignment.group(2)
+                continue
             for part in text.split("&&"):
                 part = part.strip()
                 if part.startswith("favor "):

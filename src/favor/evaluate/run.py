@@ -18,6 +18,7 @@ from favor.evaluate.baseline import UNIGRAM_FILE, UnigramBaseline
 from favor.evaluate.data import EVAL_MASK_SEED, build_eval_loader, load_corpus
 from favor.evaluate.metrics import evaluate_lm
 from favor.folders import load_served_model
+from favor.models.pretrained import load_pretrained
 
 __all__ = ["evaluate_run"]
 
@@ -61,12 +62,11 @@ def evaluate_run(
     model_dir = resolve_model_dir(run_dir)
     homes = [Path(run_dir), model_dir, model_dir.parent]
     home = next((h for h in homes if (h / CONFIG_FILE).is_file()), None)
-    served = load_served_model(model_dir, device=resolve_device(device))
     target = resolve_device(device)
-    model = served.model
     if home is None:
         # A bare model folder (e.g. converted from ESM): a masked or causal protein LM scored with defaults.
-        if served.alphabet is None or model.config.task not in ("mlm", "clm"):
+        served = load_served_model(model_dir, device=target)
+        if served.alphabet is None or served.model.config.task not in ("mlm", "clm"):
             raise FileNotFoundError(
                 f"{run_dir}: no {CONFIG_FILE} (the run's config) in the run or beside its model"
             )
@@ -76,7 +76,10 @@ def evaluate_run(
     run_dir = home
     config = load_run_config(run_dir / CONFIG_FILE)
     if config.data.source != "protein":
+        model = load_pretrained(model_dir, device=target)
         return _evaluate_other(run_dir, config, model, split, data, target, max_batches, threads)
+    served = load_served_model(model_dir, device=target)
+    model = served.model
     if data is None:
         raise ValueError(f"{run_dir}: a protein run is evaluated on a FASTA file; give --data FASTA")
     unigram = UnigramBaseline.load(run_dir / UNIGRAM_FILE)
