@@ -1,9 +1,12 @@
 """The short soak (benchmarks/soak.py): a real `favor serve` on 127.0.0.1 under valid, invalid, huge, slow and
 disconnecting clients for a few seconds answers no request with a 5xx and is healthy afterwards."""
 
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -27,24 +30,16 @@ def test_a_short_soak_has_no_5xx():
         assert statuses.get(code, 0) > 0, statuses
 
 
-def test_sigterm_under_load_answers_200_or_503_never_500():
-    """A real `favor serve` gets SIGTERM with hundreds of requests queued: each request either completes or
-    gets 503 before the grace period ends (connections whose request the server had not yet read, or opened
-    after the signal, are closed or refused: the server never started them)."""
-    import asyncio
-    import signal
-    import tempfile
-    import time
-    from collections import Counter
-
+@contextlib.contextmanager
+def _serving(*extra: str):
+    """A real `favor serve` of a tiny random model on a free loopback port: yields (process, port)."""
     import httpx
 
     sys.path.insert(0, str(SCRIPT.parent))
     from soak import free_port, tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_model(Path(tmp) / "m")
-        port = free_port()
+        model, port = tiny_model(Path(tmp) / "m"), free_port()
         command = [
             sys.executable,
             "-m",
@@ -56,40 +51,55 @@ def test_sigterm_under_load_answers_200_or_503_never_500():
             "--threads",
             "1",
         ]
-        server = subprocess.Popen(
-            [*command, "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([*command, "--log-level", "warning", *extra])
         try:
             for _ in range(300):
                 try:
-                    httpx.get(base + "/health", timeout=1)
+                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
                     break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-
-            async def one(client):
-                try:
-                    response = await client.post("/embed", json={"sequences": ["MKTAYIAKQR" * 25] * 16})
-                    return response.status_code
-                except httpx.HTTPError as error:
-                    return type(error).__name__
-
-            async def scenario():
-                async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-                    tasks = [asyncio.create_task(one(client)) for _ in range(400)]
-                    # Signal once the server is visibly working through the queue (10 answers back).
-                    while sum(t.done() for t in tasks) < 10:
-                        await asyncio.sleep(0.05)
-                    server.send_signal(signal.SIGTERM)
-                    return await asyncio.gather(*tasks)
-
-            results = Counter(asyncio.run(scenario()))
-            # uvicorn re-raises the signal once it has shut down cleanly: exit status -15 (or 0).
-            assert server.wait(timeout=60) in (0, -signal.SIGTERM)
+            yield server, port
         finally:
             if server.poll() is None:
-                server.kill()
+                server.terminate()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+
+
+def test_sigterm_under_load_answers_200_or_503_never_500():
+    """A real `favor serve` gets SIGTERM with hundreds of requests queued: each request either completes or
+    gets 503 before the grace period ends (connections whose request the server had not yet read, or opened
+    after the signal, are closed or refused: the server never started them)."""
+    import asyncio
+    import signal
+    from collections import Counter
+
+    import httpx
+
+    with _serving() as (server, port):
+
+        async def one(client):
+            try:
+                response = await client.post("/embed", json={"sequences": ["MKTAYIAKQR" * 25] * 16})
+                return response.status_code
+            except httpx.HTTPError as error:
+                return type(error).__name__
+
+        async def scenario():
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                tasks = [asyncio.create_task(one(client)) for _ in range(400)]
+                # Signal once the server is visibly working through the queue (10 answers back).
+                while sum(t.done() for t in tasks) < 10:
+                    await asyncio.sleep(0.05)
+                server.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*tasks)
+
+        results = Counter(asyncio.run(scenario()))
+        # uvicorn re-raises the signal once it has shut down cleanly: exit status -15 (or 0).
+        assert server.wait(timeout=60) in (0, -signal.SIGTERM)
     statuses = {k: v for k, v in results.items() if isinstance(k, int)}
     assert statuses and set(statuses) <= {200, 503}, results
 
@@ -98,42 +108,12 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected():
     """Slowloris: a connection that sends half a request line and headers is closed after --header-timeout,
     while a normal request on another connection is answered."""
     import socket
-    import tempfile
-    import time
 
     import httpx
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    from soak import free_port, tiny_model
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_model(Path(tmp) / "m")
-        port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "favor.cli",
-            "serve",
-            str(model),
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-        ]
-        server = subprocess.Popen([*command, "--header-timeout", "1", "--log-level", "warning"])
-        try:
-            for _ in range(300):
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            slow = socket.create_connection(("127.0.0.1", port), timeout=10)
-            slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: headers unfinished
-            start = time.monotonic()
-            assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
-            closed = slow.recv(1024)  # b"" once the server closes the connection
-            assert closed == b"" and time.monotonic() - start < 5
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with _serving("--header-timeout", "1") as (_, port):
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: headers unfinished
+        start = time.monotonic()
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        assert slow.recv(1024) == b"" and time.monotonic() - start < 5  # b"": the server closed it

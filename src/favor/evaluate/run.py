@@ -98,19 +98,24 @@ def evaluate_run(
         mask_seed=mask_seed,
         pad_to_multiple_of=config.data.pad_to_multiple_of,
     )
-    previous = torch.get_num_threads()
     threads = threads if threads is not None else config.train.cpu_threads
+    stats = _score(model, loader, unigram.log_probs(objective, served.alphabet), target, max_batches, threads)
+    return _result(stats, objective, data, concatenated, length, model)
+
+
+def _score(model, loader, unigram_log_probs, device, max_batches, threads) -> Any:
+    """`evaluate_lm` with ``threads`` torch threads for the call (the caller's setting restored after)."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
-        stats = evaluate_lm(
-            model,
-            loader,
-            unigram_log_probs=unigram.log_probs(objective, served.alphabet),
-            device=target,
-            max_batches=max_batches,
+        return evaluate_lm(
+            model, loader, unigram_log_probs=unigram_log_probs, device=device, max_batches=max_batches
         )
     finally:
         torch.set_num_threads(previous)
+
+
+def _result(stats, objective, data, concatenated, length, model) -> dict[str, Any]:
     return {
         **stats.to_dict(objective),
         "data": str(data),
@@ -137,26 +142,10 @@ def _evaluate_model_folder(served, data, concatenated, max_batches, max_length, 
         mask_seed=mask_seed,
     )
     unigram = UnigramBaseline.from_corpus(corpus)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads or previous)
-    try:
-        stats = evaluate_lm(
-            model,
-            loader,
-            unigram_log_probs=unigram.log_probs(objective, served.alphabet),
-            device=device,
-            max_batches=max_batches,
-        )
-    finally:
-        torch.set_num_threads(previous)
-    return {
-        **stats.to_dict(objective),
-        "data": str(data),
-        "mode": "concatenated" if concatenated else "single",
-        "max_length": length,
-        "backbone": model.config.backbone,
-        "unigram_from": "the evaluation data (no training run beside the model)",
-    }
+    stats = _score(model, loader, unigram.log_probs(objective, served.alphabet), device, max_batches, threads)
+    result = _result(stats, objective, data, concatenated, length, model)
+    result["unigram_from"] = "the evaluation data (no training run beside the model)"
+    return result
 
 
 def _evaluate_other(run_dir, config, model, split, data, device, max_batches, threads) -> dict[str, Any]:
