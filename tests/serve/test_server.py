@@ -1,6 +1,5 @@
 """The ``favor serve`` command line: argument parsing, a clean failure on a bad model, a real socket."""
 
-import argparse
 import socket
 import subprocess
 import sys
@@ -13,27 +12,25 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
+from favor import cli  # noqa: E402
 from favor.models import ModelConfig, SequenceModel, save_pretrained  # noqa: E402
-from favor.serve import register  # noqa: E402
-from favor.serve.server import serve_command  # noqa: E402
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    return parser.parse_args(argv)
+    return cli.build_parser().parse_args(argv)
 
 
-def test_register_adds_serve_with_loopback_defaults():
+def test_serve_parses_with_loopback_defaults():
     args = parse(["serve", "runs/x"])
-    assert (args.model_dir, args.host, args.port, args.func) == ("runs/x", "127.0.0.1", 8000, serve_command)
+    assert (args.run_dir, args.host, args.port) == ("runs/x", "127.0.0.1", 8000)
     args = parse(["serve", "runs/x", "--port", "9001", "--max-wait-ms", "2", "--max-batch-rows", "8"])
     assert (args.port, args.max_wait_ms, args.max_batch_rows) == (9001, 2.0, 8)
 
 
-def test_serve_command_fails_cleanly_on_a_missing_model(tmp_path, capsys):
-    assert serve_command(parse(["serve", str(tmp_path / "absent")])) == 2
-    assert "no such file or directory" in capsys.readouterr().out
+def test_serve_fails_cleanly_on_a_missing_model(tmp_path, capsys):
+    assert cli.main(["serve", str(tmp_path / "absent")]) == 1
+    err = capsys.readouterr().err
+    assert "favor serve: error:" in err and "no such file or directory" in err
 
 
 @pytest.mark.slow
@@ -50,7 +47,8 @@ def test_server_answers_on_loopback(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "favor.serve.server",
+        "favor.cli",
+        "serve",
         str(tmp_path),
         "--port",
         str(port),

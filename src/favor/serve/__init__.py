@@ -18,7 +18,6 @@ __all__ = [
     "ServeSettings",
     "create_app",
     "load_served_model",
-    "register",
     "resolve_model_dir",
     "run_server",
 ]
@@ -34,7 +33,7 @@ def __getattr__(name: str):
         from favor.serve.app import create_app
 
         return create_app
-    if name in ("run_server", "register"):
+    if name == "run_server":
         from favor.serve import server
 
         return getattr(server, name)

@@ -2,16 +2,13 @@
 
     favor serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--max-wait-ms 5] [--max-batch-rows 64] ...
 
-Two ways to wire it into a command line: `serve_cli` is a typed function (positional ``run_dir``,
-keyword-only options, an ``Args:`` docstring) for a CLI built from signatures, e.g.
-``command(name="serve")(serve_cli)`` in `favor.cli`; `register(subparsers)` adds a plain argparse
-``serve`` subcommand whose ``func`` is `serve_command`. ``python -m favor.serve.server RUN_DIR`` uses
-the latter.
+`serve_cli` is a typed function (positional ``run_dir``, keyword-only options, an ``Args:`` docstring)
+from which `favor.cli` builds the ``favor serve`` parser, like every other command's (one parser, one
+error style). Without the console script: ``python -m favor.cli serve RUN_DIR``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import os
@@ -19,18 +16,10 @@ import sys
 
 import torch
 
-from favor.folders import DEFAULT_MODEL, ModelLoadError
+from favor.folders import DEFAULT_MODEL
 from favor.serve.settings import ServeSettings
 
-__all__ = [
-    "run_server",
-    "serve_cli",
-    "register",
-    "add_serve_arguments",
-    "serve_command",
-    "main",
-    "LOOPBACK_HOSTS",
-]
+__all__ = ["run_server", "serve_cli", "LOOPBACK_HOSTS"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
@@ -161,69 +150,6 @@ def _DrainingServer(config, *, on_exit):  # noqa: N802 (a class built on first u
     return _draining_server_class()(config, on_exit=on_exit)
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``favor serve`` (defaults from `ServeSettings`)."""
-    defaults = _DEFAULTS
-    parser.add_argument(
-        "model_dir",
-        metavar="RUN_DIR",
-        nargs="?",
-        default=DEFAULT_MODEL,
-        help=f"model folder, run directory, checkpoint or bundled model name (default: {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)"
-    )
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument(
-        "--max-residues",
-        type=int,
-        default=None,
-        help="residues per sequence (default: the model's max_length - 2)",
-    )
-    parser.add_argument(
-        "--max-sequences",
-        type=int,
-        default=defaults.max_sequences,
-        help="sequences per request (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=defaults.max_body_bytes,
-        help="request body limit, 413 beyond (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=defaults.max_wait_ms,
-        help="how long a micro-batch waits for more requests (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-batch-rows",
-        type=int,
-        default=defaults.max_batch_rows,
-        help="sequences per micro-batch and forward pass (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-batch-tokens",
-        type=int,
-        default=defaults.max_batch_tokens,
-        help="padded tokens per forward pass (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=defaults.header_timeout_s,
-        help="seconds to send a request line and headers before the connection closes (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
-    )
-
-
 _DEFAULTS = ServeSettings()
 
 
@@ -277,51 +203,3 @@ def serve_cli(
         run_dir, host=host, port=port, settings=settings, device=device, threads=threads, log_level=log_level
     )
     return 0
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    """Run `serve_cli` from `register`'s parsed arguments; prints one line and returns 2 on a bad model."""
-    try:
-        return serve_cli(
-            args.model_dir,
-            host=args.host,
-            port=args.port,
-            device=args.device,
-            threads=args.threads,
-            max_residues=args.max_residues,
-            max_sequences=args.max_sequences,
-            max_body_bytes=args.max_body_bytes,
-            max_wait_ms=args.max_wait_ms,
-            max_batch_rows=args.max_batch_rows,
-            max_batch_tokens=args.max_batch_tokens,
-            header_timeout=args.header_timeout,
-            log_level=args.log_level,
-        )
-    except (ModelLoadError, ValueError, ImportError) as error:
-        print(f"favor serve: error: {error}")
-        return 2
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``serve`` to ``subparsers`` (from ``parser.add_subparsers()``); sets ``func=serve_command``."""
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve a model over HTTP (embed, fill-mask, score, generate, predict)",
-        description="Serve a model folder or training run over HTTP. Routes and limits: docs/serving.md.",
-    )
-    add_serve_arguments(parser)
-    parser.set_defaults(func=serve_command)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m favor.serve.server RUN_DIR [--host ...] [--port ...]``: the same as ``favor serve``."""
-    parser = argparse.ArgumentParser(
-        prog="favor serve", description="Serve a model over HTTP (docs/serving.md)."
-    )
-    add_serve_arguments(parser)
-    return serve_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
