@@ -8,7 +8,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
-from favor.export import ExportError, export_onnx, register  # noqa: E402
+from favor.export import ExportError, export_onnx  # noqa: E402
 from favor.models import ModelConfig, SequenceModel, load_pretrained, save_pretrained  # noqa: E402
 
 TINY = dict(vocab_size=29, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_length=40, dropout=0.0)
@@ -53,16 +53,6 @@ def test_causal_performer_refuses_with_a_reason(tmp_path):
 def test_broken_model_folder_is_an_export_error(tmp_path):
     with pytest.raises(ExportError, match="no model found"):
         export_onnx(tmp_path, tmp_path / "x.onnx")
-
-
-def test_cli_hook_parses_arguments():
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["export", "runs/x", "out.onnx", "--opset", "17", "--no-check"])
-    assert (args.model_dir, args.out, args.opset, args.no_check) == ("runs/x", "out.onnx", 17, True)
-    assert args.func.__name__ == "export_command"
 
 
 def test_export_cli_fits_the_favor_command_framework(monkeypatch):

@@ -16,7 +16,6 @@ scan loops over chunks in Python, and ``cummax`` has no ONNX lowering.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import warnings
@@ -36,7 +35,6 @@ __all__ = [
     "export_onnx",
     "check_onnx",
     "export_cli",
-    "register",
 ]
 
 INPUT_NAMES = ("input_ids", "padding_mask")
@@ -228,32 +226,3 @@ def export_cli(
     print(f"wrote {report.path} (opset {report.opset}, {report.seconds:.1f} s)")
     print(f"max |onnxruntime - torch| over real positions: {diffs}")
     return 0
-
-
-def export_command(args: argparse.Namespace) -> int:
-    """Run `export_cli` from `register`'s parsed arguments; prints one line and returns 2 on failure."""
-    try:
-        return export_cli(args.model_dir, args.out, opset=args.opset, atol=args.atol, no_check=args.no_check)
-    except ExportError as error:
-        print(f"favor export: error: {error}")
-        return 2
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add ``export`` to ``subparsers``: ``favor export RUN_DIR OUT.onnx [--opset N] [--no-check]``."""
-    parser = subparsers.add_parser(
-        "export",
-        help="export an encoder to ONNX and check it against PyTorch with onnxruntime",
-        description="Export a model folder or training run to ONNX (docs/export.md).",
-    )
-    parser.add_argument(
-        "model_dir", metavar="RUN_DIR", help="model folder, training run directory or checkpoint"
-    )
-    parser.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s)")
-    parser.add_argument(
-        "--atol", type=float, default=1e-4, help="tolerance of the check (default: %(default)s)"
-    )
-    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
-    parser.set_defaults(func=export_command)
-    return parser
