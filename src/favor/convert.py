@@ -176,9 +176,10 @@ def _esm_to_favor_state(
             state[f"{dst}norm_feed_forward.{part}"] = get(f"{src}LayerNorm.{part}")
             state[f"{dst}feed_forward.fc_in.{part}"] = get(f"{src}intermediate.dense.{part}")
             state[f"{dst}feed_forward.fc_out.{part}"] = get(f"{src}output.dense.{part}")
-            state[f"backbone.final_norm.{part}"] = get(f"encoder.emb_layer_norm_after.{part}")
-            state[f"head.dense.{part}"] = get(f"lm_head.dense.{part}")
-            state[f"head.norm.{part}"] = get(f"lm_head.layer_norm.{part}")
+    for part in ("weight", "bias"):
+        state[f"backbone.final_norm.{part}"] = get(f"encoder.emb_layer_norm_after.{part}")
+        state[f"head.dense.{part}"] = get(f"lm_head.dense.{part}")
+        state[f"head.norm.{part}"] = get(f"lm_head.layer_norm.{part}")
     state["head.decoder.bias"] = get("lm_head.bias")
     decoder = hf.get("lm_head.decoder.weight")
     if decoder is not None and not torch.equal(decoder, state["embedding.tokens.weight"]):

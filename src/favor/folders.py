@@ -44,6 +44,7 @@ __all__ = [
     "ModelLoadError",
     "ServedModel",
     "bundled_model_dir",
+    "load_model",
     "load_served_model",
     "resolve_model_dir",
 ]
@@ -207,18 +208,28 @@ def _load_alphabet(path: Path | None, model_dir: Path, vocab_size: int | None) -
     return alphabet
 
 
-def load_served_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> ServedModel:
-    """Resolve ``path`` (see the module docstring), verify and load the model in eval mode.
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[SequenceModel, Path]:
+    """Resolve ``path`` (see the module docstring), verify it against its checkpoint manifest and load the
+    model (any task, with or without a vocabulary): ``(model in eval mode, its folder)``.
 
     Raises `ModelLoadError` naming the folder or file for anything missing, truncated, modified or
-    inconsistent (including models without a token embedding, which cannot serve protein sequences).
+    inconsistent.
     """
     model_dir = resolve_model_dir(path)
     _verify_manifest(model_dir)
     try:
-        model = load_pretrained(model_dir, device=device)
+        return load_pretrained(model_dir, device=device), model_dir
     except (ValueError, FileNotFoundError) as error:
         raise ModelLoadError(str(error)) from None
+
+
+def load_served_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> ServedModel:
+    """`load_model` plus the vocabulary its token ids come from, parameters frozen.
+
+    Raises `ModelLoadError` as `load_model` does, and for models without a token embedding (which cannot
+    read sequences).
+    """
+    model, model_dir = load_model(path, device=device)
     if model.config.vocab_size is None:
         raise ModelLoadError(f"{model_dir / CONFIG_NAME}: the model has no token embedding (vocab_size=null)")
     vocab_size = model.config.vocab_size

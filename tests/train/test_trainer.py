@@ -261,3 +261,28 @@ def test_a_packed_run_trains_and_validates_on_single_proteins(tmp_path):
     run["model"].pop("position")
     with pytest.raises(ConfigError, match="data.mode=packed"):
         run_config_from_dict(run)
+
+
+def test_init_from_takes_a_bundled_models_name_and_refuses_a_tampered_checkpoint(tmp_path):
+    """train.init_from resolves as every command does: the shipped model by name, and a checkpoint whose
+    weights no longer match its manifest is refused rather than trained from."""
+    from favor.folders import bundled_model_dir
+    from favor.models.pretrained import load_pretrained
+
+    shipped = bundled_model_dir("favor-protein-small")
+    reference = load_pretrained(shipped)
+    model = type(reference)(dataclasses.replace(reference.config, seed=reference.config.seed + 1))
+    assert not torch.equal(model.embedding.tokens.weight, reference.embedding.tokens.weight)
+    trainer_module._init_weights(model, "favor-protein-small")
+    assert torch.equal(model.embedding.tokens.weight, reference.embedding.tokens.weight)
+
+    train_run(run_config_from_dict(tiny(max_steps=2)), out_dir=tmp_path / "a", quiet=True)
+    checkpoint = tmp_path / "a" / "checkpoints"
+    step = (checkpoint / "latest").read_text(encoding="utf-8").strip()
+    weights = checkpoint / step / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    config = run_config_from_dict(tiny(max_steps=2, init_from=str(checkpoint / step)))
+    with pytest.raises(ValueError, match="init_from.*model.safetensors"):
+        Trainer(config=config, dist=DistContext())

@@ -17,8 +17,7 @@ import torch
 from favor.evaluate.baseline import UNIGRAM_FILE, UnigramBaseline
 from favor.evaluate.data import EVAL_MASK_SEED, build_eval_loader, load_corpus
 from favor.evaluate.metrics import evaluate_lm
-from favor.folders import load_served_model
-from favor.models.pretrained import load_pretrained
+from favor.folders import load_model, load_served_model
 
 __all__ = ["evaluate_run"]
 
@@ -76,7 +75,7 @@ def evaluate_run(
     run_dir = home
     config = load_run_config(run_dir / CONFIG_FILE)
     if config.data.source != "protein":
-        model = load_pretrained(model_dir, device=target)
+        model, _ = load_model(model_dir, device=target)
         return _evaluate_other(run_dir, config, model, split, data, target, max_batches, threads)
     served = load_served_model(model_dir, device=target)
     model = served.model

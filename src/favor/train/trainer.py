@@ -331,21 +331,14 @@ class Trainer:
 
 
 def _init_weights(model: SequenceModel, source: str) -> None:
-    """Load the weights of ``source`` (a model folder, a run folder or a checkpoint folder) into ``model``."""
-    from favor.models.pretrained import load_pretrained
+    """Load the weights of ``source`` (a model folder, a run or checkpoint folder, or a bundled model's name,
+    resolved and verified as every command does: `favor.folders.load_model`) into ``model``."""
+    from favor.folders import load_model
 
-    path = Path(source)
-    candidates = [path, path / "model"]
-    pointer = path / "checkpoints" / "latest"
-    if pointer.is_file():
-        candidates.append(path / "checkpoints" / pointer.read_text(encoding="utf-8").strip() / "model")
-    folder = next((c for c in candidates if (c / "config.json").is_file()), None)
-    if folder is None:
-        raise FileNotFoundError(
-            f"train.init_from={source!r}: no model found (config.json in it, in its model/ or in its latest "
-            "checkpoint)"
-        )
-    source_model = load_pretrained(folder)
+    try:
+        source_model, folder = load_model(source)
+    except ValueError as error:
+        raise ValueError(f"train.init_from={source!r}: {error}") from None
     ours, theirs = model.state_dict(), source_model.state_dict()
     # The same weights, not necessarily the same config: e.g. an exact model's weights into a Performer
     # (the paper's swap), whose random projections are kept as drawn for this run.
