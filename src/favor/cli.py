@@ -245,6 +245,8 @@ def evaluate_command(
     max_length: int | None = None,
     device: str = "auto",
     threads: int | None = None,
+    beam: int = 1,
+    max_words: int | None = None,
 ) -> int:
     """Score a trained run with its task's metrics against baselines on the same targets.
 
@@ -253,7 +255,8 @@ def evaluate_command(
     tokens and "objective" says "clm"); the unigram baseline (training-data residue frequencies) is scored
     on the same targets. Other runs are scored on the held-out part of their own data (--split): time
     series by MAE, RMSE and MASE against naive, seasonal-naive and ARIMA forecasts of the same windows;
-    text by bits per character against the unigram baseline; digits by accuracy against the majority class.
+    text by bits per character against the unigram baseline; digits by accuracy against the majority class;
+    g2p by phoneme and word error rates of the decoded pronunciations (docs/tasks.md).
 
     Args:
         run_dir: a folder written by 'favor train'.
@@ -265,6 +268,8 @@ def evaluate_command(
         max_length (N): tokens per item (default: the run's data.max_length).
         device: auto (cuda if available), cpu, cuda or cuda:N.
         threads (N): torch CPU threads (default: the run's train.cpu_threads, else one per core).
+        beam (N): g2p runs: beam width (1: greedy decoding).
+        max_words (N): g2p runs: decode at most N words (every k-th word of the split).
     """
     from favor.evaluate.run import evaluate_run
 
@@ -277,6 +282,8 @@ def evaluate_command(
         max_length=max_length,
         device=device,
         threads=threads,
+        beam=beam,
+        max_words=max_words,
     )
     if json_:
         _print_json(metrics)
@@ -331,6 +338,7 @@ def _register_extensions() -> None:
     from favor.generation_cli import generate_command
     from favor.serve.server import serve_cli
     from favor.tasks.blosum import blosum_cli
+    from favor.tasks.contacts_cli import contacts_cli
     from favor.tasks.embed import embed_cli
     from favor.tasks.finetune import finetune_cli
     from favor.tasks.score import score_cli
@@ -345,6 +353,7 @@ def _register_extensions() -> None:
     command(name="export")(export_cli)
     command(name="tune")(tune_cli)
     command(name="convert")(convert_cli)
+    command(name="contacts")(contacts_cli)
 
 
 _register_extensions()

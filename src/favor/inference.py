@@ -21,7 +21,17 @@ import torch
 from favor.data import UnknownResidueError
 from favor.folders import ServedModel
 
-__all__ = ["InputError", "TaskError", "EngineLimits", "InferenceEngine", "MASK_MARKERS", "parse_mutation"]
+__all__ = [
+    "InputError",
+    "TaskError",
+    "NoContactRegression",
+    "EngineLimits",
+    "InferenceEngine",
+    "MASK_MARKERS",
+    "contact_regression_of",
+    "parse_mutation",
+    "predict_contacts",
+]
 
 # Both spellings of a masked position accepted by /fill-mask.
 MASK_MARKERS = ("<mask>", "_")
@@ -39,6 +49,10 @@ class InputError(ValueError):
 
 class TaskError(ValueError):
     """A route the loaded model has no head for (answered 400)."""
+
+
+class NoContactRegression(TaskError):
+    """A model that could predict contacts from attention but has no fitted regression (answered 409)."""
 
 
 @dataclass(frozen=True)
@@ -230,3 +244,40 @@ def parse_mutation(text: str, sequence: str, *, where: str) -> list[tuple[int, s
         seen.add(position)
         sites.append((position, wild, mutant))
     return sites
+
+
+def contact_regression_of(served: ServedModel):
+    """The `favor.models.contact_regression.ContactRegression` stored beside ``served``'s weights, or None
+    (``ValueError`` naming the file when it is damaged or fitted for another shape)."""
+    from favor.models.contact_regression import ContactRegression
+
+    config = served.config
+    return ContactRegression.load(served.path, n_layers=config.n_layers, n_heads=config.n_heads)
+
+
+def predict_contacts(engine: InferenceEngine, sequence: str, *, regression=None, where: str = "sequence"):
+    """``(L, L)`` float32 contact probabilities for ``sequence`` (residues only; symmetric, in [0, 1]).
+
+    A model of task ``contact`` uses its supervised pair head (symmetric by construction); any other model
+    with attention layers combines its attention maps with ``regression`` (`contact_regression_of` its
+    folder; see `favor.models.contact_regression`). Raises `InputError` for a bad sequence (the residue and
+    position named), `NoContactRegression` without a regression, and `TaskError` for a model without
+    attention layers.
+    """
+    from favor.models.contact_regression import sequence_features
+
+    ids = engine.encode(sequence, where=where)
+    residues = slice(1, 1 + len(sequence))
+    if engine.config.task == "contact":
+        logits = engine.forward_rows([ids], output="head")[0][residues, residues]
+        return torch.sigmoid(logits.double()).float().numpy()
+    if regression is None:
+        raise NoContactRegression(
+            f"{engine.served.path}: no contact regression beside this model "
+            "(contact_regression.safetensors); fit one with: favor contacts fit MODEL"
+        )
+    try:
+        features = sequence_features(engine.model, ids, residues)
+    except ValueError as error:
+        raise TaskError(str(error)) from None
+    return regression.predict(features)

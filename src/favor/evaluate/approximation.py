@@ -24,7 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
-from favor.ops import favor_attention, feature_map, random_projection, softmax_attention
+from favor.ops import (
+    favor_attention,
+    favor_attention_matrix,
+    random_projection,
+    softmax_attention,
+    softmax_attention_matrix,
+)
 
 __all__ = [
     "VARIANTS",
@@ -145,33 +151,6 @@ def model_qkv(
         model.train(was_training)
     q, k, v = attention._split_heads(captured[0])
     return q.to(dtype), k.to(dtype), v.to(dtype)
-
-
-def softmax_attention_matrix(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Exact ``softmax(q k^T / sqrt(d))``: ``(batch, heads, L, L)``."""
-    return torch.softmax((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5, dim=-1)
-
-
-def favor_attention_matrix(
-    q: torch.Tensor, k: torch.Tensor, projection: torch.Tensor, *, kernel: str
-) -> torch.Tensor:
-    """The FAVOR+ estimate of the attention matrix, ``D^-1 Q' K'^T``: ``(batch, heads, L, L)``.
-
-    Built from `favor.ops.feature_map` with the same stabilization as the attention op (query row scales
-    cancel; key scales relative to their shared maximum), so it is the matrix `favor_attention` applies.
-    """
-    queries = feature_map(q, projection.to(q.dtype), kernel=kernel)
-    keys = feature_map(k, projection.to(k.dtype), kernel=kernel)
-    key_features = keys.base
-    if keys.log_scale is not None:
-        scale = keys.log_scale - keys.log_scale.amax(dim=-1, keepdim=True)  # (B, H, L)
-        key_features = key_features * scale.exp().unsqueeze(-1)
-    scores = queries.base @ key_features.transpose(-2, -1)  # (B, H, L, L)
-    denominator = scores.sum(-1, keepdim=True)
-    floor = torch.finfo(scores.dtype).tiny ** 0.5
-    # Signed (trigonometric) features can make the denominator ~0 or negative: keep its sign, floor it.
-    sign = torch.where(denominator < 0, -1.0, 1.0).to(scores.dtype)
-    return scores / (sign * denominator.abs().clamp_min(floor))
 
 
 def exact_reference(

@@ -33,6 +33,8 @@ def evaluate_run(
     device: str = "auto",
     mask_seed: int = EVAL_MASK_SEED,
     threads: int | None = None,
+    beam: int = 1,
+    max_words: int | None = None,
 ) -> dict[str, Any]:
     """Metrics of the run's final model on ``data`` (see `favor.evaluate.metrics.LMStats.to_dict`), or for a
     timeseries, text or digits run on ``split`` of its source (see `favor.evaluate.task_run`).
@@ -49,6 +51,7 @@ def evaluate_run(
         device: where the model runs: auto (cuda if available), cpu, cuda or cuda:N.
         mask_seed: seed of the evaluation masks (keep the default to compare models).
         threads: torch CPU threads while evaluating (default: the run's train.cpu_threads, else torch's).
+        beam, max_words: g2p runs: beam width (1: greedy) and a cap on the decoded words.
     """
     # Imported here: favor.train imports this package's metrics.
     from favor.folders import BUNDLED_MODELS, resolve_model_dir
@@ -76,7 +79,8 @@ def evaluate_run(
     config = load_run_config(run_dir / CONFIG_FILE)
     if config.data.source != "protein":
         model, _ = load_model(model_dir, device=target)
-        return _evaluate_other(run_dir, config, model, split, data, target, max_batches, threads)
+        decoding = {"beam": beam, "max_words": max_words}
+        return _evaluate_other(run_dir, config, model, split, data, target, max_batches, threads, decoding)
     served = load_served_model(model_dir, device=target)
     model = served.model
     if data is None:
@@ -147,7 +151,9 @@ def _evaluate_model_folder(served, data, concatenated, max_batches, max_length, 
     return result
 
 
-def _evaluate_other(run_dir, config, model, split, data, device, max_batches, threads) -> dict[str, Any]:
+def _evaluate_other(
+    run_dir, config, model, split, data, device, max_batches, threads, decoding
+) -> dict[str, Any]:
     from favor.evaluate.task_run import evaluate_source_run
 
     if split not in ("valid", "test"):
@@ -156,7 +162,7 @@ def _evaluate_other(run_dir, config, model, split, data, device, max_batches, th
     torch.set_num_threads(threads or config.train.cpu_threads or previous)
     try:
         return evaluate_source_run(
-            run_dir, config, model, split=split, data=data, device=device, max_batches=max_batches
+            run_dir, config, model, split=split, data=data, device=device, max_batches=max_batches, **decoding
         )
     finally:
         torch.set_num_threads(previous)

@@ -78,6 +78,8 @@ class TaskStats:
         out: dict[str, Any] = {"task": task, "loss": loss, "n_targets": self.n}
         if task == "sequence_classification":
             out["accuracy"] = self.correct / self.n if self.n else float("nan")
+        if task == "seq2seq":
+            out["token_accuracy"] = self.correct / self.n if self.n else float("nan")
         if task in REGRESSION_TASKS:
             count = self.forecasts or 0
             mae = self.abs_error_sum / count * value_scale if count else float("nan")
@@ -95,6 +97,10 @@ def score_task(task: str, logits: torch.Tensor, labels: torch.Tensor) -> TaskSta
     if task == "sequence_classification":
         loss_sum, count = token_cross_entropy(logits[:, None], labels[:, None])
         stats.correct = int((logits.argmax(dim=-1) == labels).sum())
+    elif task == "seq2seq":
+        # Teacher-forced next-token cross-entropy and accuracy over the target tokens.
+        loss_sum, count = token_cross_entropy(logits, labels)
+        stats.correct = int(((logits.argmax(dim=-1) == labels) & (labels != -100)).sum())
     elif task in REGRESSION_TASKS:
         loss_sum, count = squared_error_sum(logits, labels)
         forecast, target = final_forecast(task, logits.float(), labels.float())
@@ -137,6 +143,8 @@ def evaluate_task(
 
 
 def model_logits(model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
-    """The head output for a batch with ``input_ids`` or ``input_values`` (and ``padding_mask``)."""
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "input_values", "segment_ids") if k in batch}
+    """The head output for a batch with ``input_ids`` or ``input_values`` (and ``padding_mask``; a seq2seq
+    batch adds ``decoder_input_ids`` and ``decoder_padding_mask``: teacher forcing)."""
+    names = ("input_ids", "input_values", "segment_ids", "decoder_input_ids", "decoder_padding_mask")
+    inputs = {k: batch[k].to(device) for k in names if k in batch}
     return model(**inputs, padding_mask=batch["padding_mask"].to(device)).logits

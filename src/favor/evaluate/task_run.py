@@ -4,6 +4,7 @@ timeseries  MAE, RMSE, MASE of the forecasts made at every test origin (data uni
             of the naive, seasonal-naive and ARIMA baselines on the very same windows
 text        bits per character, perplexity and next-character accuracy, and the unigram baseline's
 digits      accuracy and cross-entropy, and the majority-class baseline's accuracy
+g2p         phoneme and word error rates of decoded pronunciations (greedy or beam search), decoding speed
 
 The data is cut by the code that cut it for training (`favor.train.sources`), from the run's config.
 """
@@ -37,14 +38,24 @@ def evaluate_source_run(
     data: str | os.PathLike | None = None,
     device: torch.device,
     max_batches: int | None = None,
+    beam: int = 1,
+    max_words: int | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``model`` (the run's final model) on ``split`` of its source (or a text file ``data``)."""
+    """Metrics of ``model`` (the run's final model) on ``split`` of its source (or a text file ``data``).
+
+    ``beam`` and ``max_words`` are for g2p runs: the beam width (1: greedy) and a cap on the words decoded
+    (evenly spaced over the part in alphabetical order: word i * n // max_words for i < max_words).
+    """
     source = config.data.source
     if data is not None and source != "text":
         raise ValueError(
             f"--data is for protein FASTA or text files; a {source} run reads its own {split} part"
         )
-    if source == "timeseries":
+    if source != "g2p" and (beam != 1 or max_words is not None):
+        raise ValueError(f"--beam and --max-words are for g2p runs, not a {source} run")
+    if source == "g2p":
+        metrics = _evaluate_g2p(config, model, split=split, beam=beam, max_words=max_words)
+    elif source == "timeseries":
         metrics = _evaluate_series(config, model, split=split, device=device, max_batches=max_batches)
     elif source == "text":
         metrics = _evaluate_text(
@@ -158,6 +169,30 @@ def _evaluate_digits(config: Any, model, *, split: str, device, max_batches) -> 
     }
 
 
+def _evaluate_g2p(config: Any, model, *, split: str, beam: int, max_words: int | None) -> dict[str, Any]:
+    from favor.data.g2p import G2PVocabulary
+    from favor.evaluate.g2p import score_g2p, transcribe
+    from favor.train.g2p_source import g2p_words
+
+    words = g2p_words(config.data, split)
+    total = len(words)
+    if max_words is not None:
+        if max_words < 1:
+            raise ValueError(f"--max-words must be >= 1, got {max_words}")
+        words = [words[i * total // max_words] for i in range(min(max_words, total))]
+    result = transcribe(model, G2PVocabulary(), [w for w, _ in words], beam=beam)
+    scores = score_g2p(result.phonemes, [prons for _, prons in words])
+    return {
+        **scores.to_dict(),
+        "n_words_in_split": total,
+        "beam": beam,
+        "convention": "closest pronunciation: a word is right if it matches any of its pronunciations; "
+        "PER = edits to the closest one / its length, summed over words",
+        "decode_seconds": result.seconds,
+        "tokens_per_second": result.tokens_per_second,
+    }
+
+
 def _majority_accuracy(data: Any, split: str) -> float:
     """Accuracy of always predicting the most frequent training class."""
     from favor.data.digits import load_digits_split
@@ -187,6 +222,14 @@ def format_metrics(run_dir: Any, metrics: dict[str, Any]) -> list[str]:
             f"  model    bits/char {metrics['bits_per_char']:.4f}  accuracy {metrics['accuracy']:.4f}",
             f"  unigram  bits/char {metrics['unigram_bits_per_char']:.4f}  "
             f"accuracy {metrics['unigram_accuracy']:.4f}",
+        ]
+    if source == "g2p":
+        decoding = "greedy" if metrics["beam"] == 1 else f"beam {metrics['beam']}"
+        return [
+            f"{run_dir} on CMUdict ({split}: {metrics['n_words']:,} of {metrics['n_words_in_split']:,} "
+            f"words, {decoding})",
+            f"  PER {metrics['phoneme_error_rate']:.4f}  WER {metrics['word_error_rate']:.4f}  "
+            f"{metrics['tokens_per_second']:.0f} tokens/s",
         ]
     return [
         f"{run_dir} on digits ({split}: {metrics['n_sequences']} sequences)",

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from favor.layers.positions import RotaryEmbedding
+from favor.ops import softmax_attention_matrix
 
 __all__ = ["SelfAttention", "ExactSelfAttention", "KVCache"]
 
@@ -77,6 +78,24 @@ class SelfAttention(nn.Module):
         """Heads ``(batch, heads, length, head_dim)`` in, same layout out."""
         raise NotImplementedError
 
+    def attention_matrix(
+        self,
+        x: torch.Tensor,
+        *,
+        padding_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The weights this module applies to its values for ``x``: ``(batch, heads, length, length)``,
+        row i how query i mixes the keys (the plain twin of `forward`: ``forward(x)`` is the output
+        projection of ``matrix @ v``). O(length^2) memory: for inspecting one sequence (attention maps,
+        contacts from attention), not for training."""
+        q, k, _ = self._split_heads(x, positions=positions)
+        return self.weights(q, k, padding_mask=padding_mask)
+
+    def weights(self, q: torch.Tensor, k: torch.Tensor, *, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Heads ``(batch, heads, length, head_dim)`` in, ``(batch, heads, length, length)`` weights out."""
+        raise ValueError(f"{type(self).__name__} applies no length x length attention matrix")
+
     def step(self, x: torch.Tensor, cache: Any, *, offset: int) -> tuple[torch.Tensor, Any]:
         """Causal continuation: ``x`` ``(batch, T, d_model)`` new positions starting at ``offset``.
 
@@ -124,6 +143,9 @@ class ExactSelfAttention(SelfAttention):
         # produce NaN, and NaN values leak into real positions even through zero weights.
         allowed = allowed | eye  # (B, 1, L, L)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+    def weights(self, q: torch.Tensor, k: torch.Tensor, *, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        return softmax_attention_matrix(q, k, causal=self.causal, key_padding_mask=padding_mask)
 
     def attend_step(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None

@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch
 
 from favor.layers.attention import SelfAttention
-from favor.ops import FavorState, favor_attention, favor_attention_step, random_projection
+from favor.ops import (
+    FavorState,
+    favor_attention,
+    favor_attention_matrix,
+    favor_attention_step,
+    random_projection,
+)
 
 __all__ = ["FavorSelfAttention"]
 
@@ -73,6 +79,12 @@ class FavorSelfAttention(SelfAttention):
             key_padding_mask=padding_mask,
             chunk_size=self.chunk_size,
             segment_ids=segment_ids,
+        )
+
+    def weights(self, q: torch.Tensor, k: torch.Tensor, *, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """The implicit FAVOR+ matrix ``D^-1 Q' K'^T`` (`favor.ops.favor_attention_matrix`)."""
+        return favor_attention_matrix(
+            q, k, self.projection, kernel=self.kernel, causal=self.causal, key_padding_mask=padding_mask
         )
 
     def attend_step(

@@ -65,3 +65,21 @@ class LinformerSelfAttention(SelfAttention):
         k_low = torch.einsum("pl,bhld->bhpd", e, k)  # (B, H, p, d)
         v_low = torch.einsum("pl,bhld->bhpd", f, v)  # (B, H, p, d)
         return F.scaled_dot_product_attention(q, k_low, v_low)
+
+    def weights(self, q: torch.Tensor, k: torch.Tensor, *, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """The effective ``(L, L)`` matrix ``softmax(q (E k)^T / sqrt(d)) F`` that multiplies ``v`` (rows
+        need not sum to 1 and entries may be negative: F is a learned projection, not a distribution)."""
+        length = k.shape[2]
+        if length > self.max_length:
+            raise ValueError(f"length {length} exceeds the Linformer max_length={self.max_length}")
+        if padding_mask is not None:
+            k = k.masked_fill(padding_mask[:, None, :, None], 0.0)
+        e = self.key_projection[:, :length].to(k.dtype)  # (p, L)
+        f_proj = self.value_projection if self.value_projection is not None else self.key_projection
+        f = f_proj[:, :length].to(q.dtype)
+        if padding_mask is not None:
+            f = f.masked_fill(padding_mask[:, None, None, :], 0.0)  # (B, 1, p, L): padded values count 0
+        low = torch.softmax(
+            (q @ torch.einsum("pl,bhld->bhpd", e, k).transpose(-2, -1)) * q.shape[-1] ** -0.5, -1
+        )
+        return low @ f  # (B, H, L, p) @ (p, L) -> (B, H, L, L)

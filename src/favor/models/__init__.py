@@ -2,13 +2,17 @@
 
 ModelConfig(backbone=..., task=..., ...)    one validated config; `backbone` switches architecture
 SequenceModel(config)                       embedding + backbone + head; forward / init_state / step
+Seq2SeqModel(config)                        task "seq2seq": encoder + causal decoder with cross-attention
+build_model(config)                         whichever of the two the config describes
 save_pretrained(model, folder), load_pretrained(folder)
 generate(model, prompt_ids, max_new_tokens=...)
 """
 
 from favor.models.base import Backbone
+from favor.models.build import build_model
 from favor.models.config import (
     BACKBONES,
+    SEQ2SEQ_TASK,
     TASKS,
     ConvConfig,
     LinformerConfig,
@@ -21,6 +25,7 @@ from favor.models.losses import IGNORE_INDEX, task_loss
 from favor.models.model import SequenceModel
 from favor.models.outputs import DecodingState, ModelOutput
 from favor.models.pretrained import load_config, load_pretrained, save_pretrained
+from favor.models.seq2seq import Seq2SeqModel
 
 __all__ = [
     "BACKBONES",
@@ -32,10 +37,13 @@ __all__ = [
     "LinformerConfig",
     "ModelConfig",
     "ModelOutput",
+    "SEQ2SEQ_TASK",
+    "Seq2SeqModel",
     "PerformerConfig",
     "SequenceModel",
     "build_backbone",
     "build_head",
+    "build_model",
     "generate",
     "load_config",
     "load_pretrained",

@@ -24,6 +24,11 @@ TASKS = (
     "token_regression",
     "contact",
 )
+# The encoder-decoder task (favor.models.seq2seq.Seq2SeqModel): a bidirectional encoder reads the source, a
+# causal decoder with cross-attention writes the target; built by favor.models.build_model like the rest.
+SEQ2SEQ_TASK = "seq2seq"
+SEQ2SEQ_BACKBONES = ("performer", "transformer", "lstm")
+MODEL_TASKS = (*TASKS, SEQ2SEQ_TASK)
 # Tasks whose head gives one output per position: these are the ones incremental decoding can serve.
 PER_POSITION_TASKS = ("mlm", "clm", "token_classification", "token_regression")
 KERNELS = ("softmax", "softmax_hyperbolic", "softmax_trig", "relu")
@@ -147,6 +152,8 @@ class ModelConfig:
     mask_token_id: int | None = None
     # Seed of the generator that draws the initial FAVOR+ projections (layer i uses seed + i).
     seed: int = 0
+    # task "seq2seq": blocks (or recurrent layers) of the decoder; None means n_layers (the encoder's).
+    decoder_layers: int | None = None
 
     def __post_init__(self) -> None:
         self.attention = _coerce(self.attention, PerformerConfig, "attention")
@@ -154,7 +161,7 @@ class ModelConfig:
         self.conv = _coerce(self.conv, ConvConfig, "conv")
         own = "ModelConfig"
         _check_choice(own, "backbone", self.backbone, BACKBONES)
-        _check_choice(own, "task", self.task, TASKS)
+        _check_choice(own, "task", self.task, MODEL_TASKS)
         _check_choice(own, "position", self.position, POSITIONS)
         _check_choice(own, "pooling", self.pooling, POOLINGS)
         _check_choice(own, "pair_head", self.pair_head, PAIR_HEADS)
@@ -167,6 +174,8 @@ class ModelConfig:
             _check_int(own, "vocab_size", self.vocab_size, 1)
         if self.input_dim is not None:
             _check_int(own, "input_dim", self.input_dim, 1)
+        if self.decoder_layers is not None:
+            _check_int(own, "decoder_layers", self.decoder_layers, 1)
         if self.mask_token_id is not None:
             _check_int(own, "mask_token_id", self.mask_token_id, 0)
         if self.token_dropout and (self.vocab_size is None or self.mask_token_id is None):
@@ -204,6 +213,33 @@ class ModelConfig:
             _fail(own, "causal", False, "True for task 'clm' (a bidirectional model would see the target)")
         if self.task == "sequence_classification" and self.multi_label is False and self.num_labels < 2:
             _fail(own, "num_labels", self.num_labels, ">= 2 for single-label sequence classification")
+        if self.task == SEQ2SEQ_TASK:
+            self._check_seq2seq()
+        elif self.decoder_layers is not None:
+            _fail(own, "decoder_layers", self.decoder_layers, f"None unless task is {SEQ2SEQ_TASK!r}")
+
+    def _check_seq2seq(self) -> None:
+        own = "ModelConfig"
+        if self.backbone not in SEQ2SEQ_BACKBONES:
+            _fail(own, "backbone", self.backbone, f"one of {', '.join(SEQ2SEQ_BACKBONES)} for task 'seq2seq'")
+        if self.vocab_size is None:
+            _fail(own, "vocab_size", None, "an integer for task 'seq2seq' (sources and targets are tokens)")
+        if self.input_dim is not None:
+            _fail(own, "input_dim", self.input_dim, "None for task 'seq2seq' (sources are tokens)")
+        if self.causal:
+            _fail(
+                own,
+                "causal",
+                True,
+                "False for task 'seq2seq' (the encoder is bidirectional, the decoder always causal)",
+            )
+        if self.position == "rotary" and self.backbone == "lstm":
+            _fail(own, "position", "rotary", "'learned' or 'none' for backbone 'lstm'")
+
+    @property
+    def n_decoder_layers(self) -> int:
+        """Decoder depth of a seq2seq model."""
+        return self.n_layers if self.decoder_layers is None else self.decoder_layers
 
     @property
     def head_dim(self) -> int:

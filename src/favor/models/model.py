@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from favor.layers import FavorSelfAttention, InputEmbedding, SequenceHead
-from favor.models.config import PER_POSITION_TASKS, ModelConfig
+from favor.models.config import PER_POSITION_TASKS, SEQ2SEQ_TASK, ModelConfig
 from favor.models.factory import build_backbone, build_head
 from favor.models.losses import task_loss
 from favor.models.outputs import DecodingState, ModelOutput
@@ -34,6 +34,10 @@ class SequenceModel(nn.Module):
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise ValueError(f"SequenceModel needs a ModelConfig, got {type(config).__name__}")
+        if config.task == SEQ2SEQ_TASK:
+            raise ValueError(
+                "task 'seq2seq' is an encoder-decoder: build it with favor.models.build_model (Seq2SeqModel)"
+            )
         self.config = config
         self.embedding = InputEmbedding(
             d_model=config.d_model,

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from favor.models.build import Model, build_model
 from favor.models.config import ModelConfig
-from favor.models.model import SequenceModel
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_config", "load_pretrained", "save_pretrained"]
 
@@ -52,7 +52,7 @@ def _aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
     return aliases
 
 
-def save_pretrained(model: SequenceModel, folder: str | os.PathLike) -> Path:
+def save_pretrained(model: Model, folder: str | os.PathLike) -> Path:
     """Write ``model`` to ``folder`` (created if needed); returns the folder path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def _check_tensors(path: Path, found: dict[str, torch.Tensor], expected: dict[st
 def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes of the model ``config`` describes, without allocating it (meta device)."""
     with torch.device("meta"):
-        skeleton = SequenceModel(config)
+        skeleton = build_model(config)
     shapes, seen = {}, set()
     for name, tensor in skeleton.state_dict(keep_vars=True).items():
         if id(tensor) in seen:  # a tied weight: stored once, under its first name
@@ -128,7 +128,7 @@ def _check_finite(path: Path, found: dict[str, torch.Tensor]) -> None:
         raise ValueError(f"{path}: non-finite values (NaN or inf) in {', '.join(sorted(bad)[:5])}")
 
 
-def load_pretrained(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> SequenceModel:
+def load_pretrained(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
     """Build the model of ``folder/config.json`` and load ``folder/model.safetensors`` into it (eval mode).
 
     Outputs are bit-identical to the saved model's, FAVOR+ projections included. The model takes the
@@ -142,7 +142,7 @@ def load_pretrained(folder: str | os.PathLike, *, device: str | torch.device = "
     found = _read_weights(path)
     _check_tensors(path, found, _expected_shapes(config))
     _check_finite(path, found)
-    model = SequenceModel(config)
+    model = build_model(config)
     state = model.state_dict()
     aliases = _aliases(state)
     dtypes = {t.dtype for t in found.values() if t.is_floating_point()}

@@ -1,10 +1,12 @@
 """The FastAPI application: routes, validation errors, body-size limit and metrics.
 
     app = create_app("runs/mlm")            # a model folder or a training run directory
-    # POST /embed /fill-mask /score /generate /predict, GET /health /metrics /openapi.json
+    # POST /embed /fill-mask /score /generate /predict /contacts
+    # GET /health /metrics /openapi.json, GET / (the page)
 
 Status codes: 200 on success; 400 for a route the loaded model has no head for (e.g. /generate on a
-masked LM), or a Host header the server does not answer to; 408 for a body not sent within
+masked LM), or a Host header the server does not answer to; 409 for /contacts on a model without a fitted
+contact regression; 408 for a body not sent within
 ``body_timeout_s``; 413 for a body over ``max_body_bytes``; 422 for an invalid request (malformed JSON, a
 wrong type, an unknown residue, an empty or over-long sequence, too many sequences, sites or response
 numbers, a mutation that does not fit the sequence); 503 with ``Retry-After`` when the work queue is full,
@@ -29,11 +31,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from favor.folders import ServedModel, load_served_model
-from favor.inference import EngineLimits, InferenceEngine, InputError, TaskError
+from favor.inference import (
+    EngineLimits,
+    InferenceEngine,
+    InputError,
+    NoContactRegression,
+    TaskError,
+    contact_regression_of,
+)
 from favor.jsonsafe import json_safe
 from favor.serve.batcher import MicroBatcher, Overloaded
 from favor.serve.metrics import CONTENT_TYPE, Metrics
+from favor.serve.page import add_page_routes
 from favor.serve.schemas import (
+    ContactsRequest,
+    ContactsResponse,
     EmbedRequest,
     EmbedResponse,
     ErrorResponse,
@@ -50,6 +62,7 @@ from favor.serve.schemas import (
 from favor.serve.settings import ServeSettings
 from favor.serve.tasks import (
     PREDICT_TASKS,
+    contacts_job,
     embed_job,
     fill_mask_job,
     generate_job,
@@ -62,6 +75,7 @@ __all__ = ["ServeSettings", "create_app"]
 
 _ERRORS = {
     400: {"model": ErrorResponse, "description": "The model has no head for this route."},
+    409: {"model": ErrorResponse, "description": "The model has no fitted contact regression (/contacts)."},
     413: {"model": ErrorResponse, "description": "Request body too large."},
     422: {"model": ErrorResponse, "description": "Invalid request; the message names the field."},
     503: {"model": ErrorResponse, "description": "Busy or shutting down; retry after Retry-After seconds."},
@@ -191,7 +205,7 @@ class HostCheckMiddleware:
         return await self.app(scope, receive, send)
 
 
-def _served_routes(task: str, *, text: bool = False) -> list[str]:
+def _served_routes(task: str, *, text: bool = False, contacts: bool = False) -> list[str]:
     if text:  # a character model: text generation only
         return ["/generate"] if task == "clm" else []
     routes = ["/embed"]
@@ -201,6 +215,8 @@ def _served_routes(task: str, *, text: bool = False) -> list[str]:
         routes.append("/generate")
     if task in PREDICT_TASKS:
         routes.append("/predict")
+    if contacts or task == "contact":
+        routes.append("/contacts")
     return routes
 
 
@@ -225,6 +241,8 @@ def create_app(
     )
     engine = InferenceEngine(served, limits=limits)
     config = served.config
+    # Read and checked at start-up, like the weights: a damaged regression file fails here, naming it.
+    regression = None if config.task == "contact" else contact_regression_of(served)
     metrics = Metrics(
         model_info={"backbone": config.backbone, "task": config.task, "causal": str(config.causal)}
     )
@@ -257,10 +275,12 @@ def create_app(
     )
     app.state.engine, app.state.batcher = engine, batcher
     app.state.metrics, app.state.settings = metrics, settings
+    app.state.contact_regression = regression
     _add_error_handlers(app)
     monitor = _Monitor(engine, batcher, metrics, settings.monitor_every)
     _add_model_routes(app, engine, batcher, settings, monitor)
     _add_service_routes(app, engine, metrics)
+    add_page_routes(app)  # GET /: the web page (favor.serve.page)
     routes = {route.path for route in app.routes}
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
@@ -279,6 +299,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input_error(request: Request, error: InputError) -> JSONResponse:
         return _error(422, str(error))
+
+    @app.exception_handler(NoContactRegression)
+    async def _no_regression(request: Request, error: NoContactRegression) -> JSONResponse:
+        return _error(409, str(error))
 
     @app.exception_handler(TaskError)
     async def _task_error(request: Request, error: TaskError) -> JSONResponse:
@@ -350,6 +374,7 @@ def _add_model_routes(
             body.layer,
             max_sequences=settings.max_sequences,
             max_values=settings.max_response_values,
+            per_residue=body.per_residue,
         )
         monitor.observe(body.sequences)
         return await _answer(batcher, job, settings)
@@ -402,6 +427,19 @@ def _add_model_routes(
         monitor.observe(body.sequences)
         return await _answer(batcher, job, settings)
 
+    @app.post("/contacts", response_model=ContactsResponse, responses=_ERRORS)
+    async def contacts(body: ContactsRequest) -> JSONResponse:
+        """Residue contact probabilities (L x L, symmetric): the attention maps combined by the model's
+        fitted regression (favor contacts fit), or a contact model's supervised head; 409 without either."""
+        regression = app.state.contact_regression
+        if engine.config.task != "contact" and regression is None:
+            raise NoContactRegression(
+                "this model has no contact regression; fit one with: favor contacts fit MODEL, then restart"
+            )
+        job = contacts_job(engine, body.sequence, regression, max_values=settings.max_response_values)
+        monitor.observe([body.sequence])
+        return await _answer(batcher, job, settings)
+
 
 def _model_name(path) -> str:
     """What /health calls the model: its folder's name (the run's, for RUN_DIR/model), not a full path."""
@@ -409,6 +447,12 @@ def _model_name(path) -> str:
 
     path = Path(path)
     return path.parent.name if path.name == "model" else path.name
+
+
+def _residue_letters(engine: InferenceEngine) -> str | None:
+    """The alphabet's residue letters (what /score accepts as mutants); None for a character model."""
+    alphabet = engine.alphabet
+    return None if alphabet is None else "".join(alphabet.tokens[i] for i in alphabet.residue_ids)
 
 
 def _add_service_routes(app: FastAPI, engine: InferenceEngine, metrics: Metrics) -> None:
@@ -426,7 +470,12 @@ def _add_service_routes(app: FastAPI, engine: InferenceEngine, metrics: Metrics)
             "n_layers": config.n_layers,
             "d_model": config.d_model,
             "max_residues": engine.max_residues,
-            "routes": _served_routes(config.task, text=engine.vocabulary is not None),
+            "residues": _residue_letters(engine),
+            "routes": _served_routes(
+                config.task,
+                text=engine.vocabulary is not None,
+                contacts=app.state.contact_regression is not None,
+            ),
         }
 
     @app.get("/metrics", response_class=PlainTextResponse)

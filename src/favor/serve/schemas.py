@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 __all__ = [
     "EmbedRequest",
@@ -22,6 +22,8 @@ __all__ = [
     "GenerateResponse",
     "PredictRequest",
     "PredictResponse",
+    "ContactsRequest",
+    "ContactsResponse",
     "HealthResponse",
     "ErrorResponse",
 ]
@@ -45,6 +47,9 @@ class EmbedRequest(_Request):
         default=None,
         description="Representation layer: 0 = embeddings, n_layers = last (default); negative counts back.",
     )
+    per_residue: StrictBool = Field(
+        default=False, description="Also return each residue's vector (residue_embeddings)."
+    )
 
 
 class EmbedResponse(BaseModel):
@@ -53,6 +58,10 @@ class EmbedResponse(BaseModel):
     )
     layer: int
     dim: int
+    residue_embeddings: list[list[list[float]]] | None = Field(
+        default=None,
+        description="With per_residue: per sequence, one d_model vector per residue (no <cls> or <eos>).",
+    )
 
 
 class FillMaskRequest(_Request):
@@ -138,6 +147,17 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class ContactsRequest(_Request):
+    sequence: str = Field(min_length=1, json_schema_extra=RESIDUES, description="One protein sequence.")
+
+
+class ContactsResponse(BaseModel):
+    contacts: list[list[float]] = Field(
+        description="L x L contact probabilities over the residues (symmetric, in [0, 1])."
+    )
+    length: int = Field(description="L, the number of residues.")
+
+
 class HealthResponse(BaseModel):
     status: str
     model: str
@@ -147,6 +167,9 @@ class HealthResponse(BaseModel):
     n_layers: int
     d_model: int
     max_residues: int
+    residues: str | None = Field(
+        default=None, description="The alphabet's residue letters; null for a character model."
+    )
     routes: list[str] = Field(description="The POST routes this model serves.")
 
 

@@ -12,7 +12,14 @@ import secrets
 import torch
 
 from favor.data.text import UnknownCharacterError
-from favor.inference import SEQUENCE_TASKS, TOKEN_TASKS, InferenceEngine, InputError, parse_mutation
+from favor.inference import (
+    SEQUENCE_TASKS,
+    TOKEN_TASKS,
+    InferenceEngine,
+    InputError,
+    parse_mutation,
+    predict_contacts,
+)
 from favor.models import sample_next_token
 from favor.serve.batcher import Job
 
@@ -23,6 +30,7 @@ __all__ = [
     "fill_mask_job",
     "score_job",
     "predict_job",
+    "contacts_job",
     "generate_job",
     "parse_mutation",
 ]
@@ -53,16 +61,22 @@ def embed_job(
     *,
     max_sequences: int,
     max_values: int = 1_000_000,
+    per_residue: bool = False,
 ) -> Job:
-    """Mean over the real residues (not <cls>, <eos> or padding) of one layer's states."""
+    """Mean over the real residues (not <cls>, <eos> or padding) of one layer's states; with
+    ``per_residue`` also every residue's state (``residue_embeddings``, one (n, D) list per sequence)."""
     _check_count(engine, sequences, max_sequences)
     resolved = engine.resolve_layer(layer)
-    check_response_size(len(sequences) * engine.config.d_model, max_values, what="sequences")
+    vectors = len(sequences) + (sum(len(s) for s in sequences) if per_residue else 0)
+    check_response_size(vectors * engine.config.d_model, max_values, what="sequences")
     rows = [engine.encode(s, where=f"sequences[{i}]") for i, s in enumerate(sequences)]
 
     def finish(states: list[torch.Tensor]) -> dict:
         embeddings = [state[1:-1].mean(dim=0).tolist() for state in states]  # (n + 2, D) -> (D,)
-        return {"embeddings": embeddings, "layer": resolved, "dim": engine.config.d_model}
+        body = {"embeddings": embeddings, "layer": resolved, "dim": engine.config.d_model}
+        if per_residue:
+            body["residue_embeddings"] = [state[1:-1].tolist() for state in states]
+        return body
 
     return Job(rows=rows, key=("hidden", resolved), finish=finish)
 
@@ -217,6 +231,19 @@ def predict_job(
         return {"task": task, "predictions": [one(o) for o in outputs]}
 
     return Job(rows=rows, key=("head", None), finish=finish)
+
+
+def contacts_job(engine: InferenceEngine, sequence: str, regression, *, max_values: int = 1_000_000) -> Job:
+    """``{"contacts": L x L probabilities, "length": L}`` for one sequence: attention maps combined by the
+    model's fitted regression, or a contact model's supervised head (`favor.tasks.attention_contacts`)."""
+    check_response_size(len(sequence) ** 2, max_values, what="sequence")
+    engine.encode(sequence, where="sequence")  # validate on the event loop: 422 before any work
+
+    def call() -> dict:
+        contacts = predict_contacts(engine, sequence, regression=regression, where="sequence")
+        return {"contacts": contacts.round(5).tolist(), "length": len(sequence)}
+
+    return Job(call=call)
 
 
 def _generation_setup(engine: InferenceEngine, prompt: str, max_new_tokens: int):

@@ -16,11 +16,19 @@ Output (``numpy.savez``)::
     bos_layer{l}        (N, D) float32   the <cls> state (of the first window), with --include bos
     residue_layer{l}    (sum(lengths), D) float32    with --include per-residue; protein i is rows
     offsets             (N + 1,) int64               offsets[i]:offsets[i + 1]
+    contacts            (sum(lengths^2),) float32    with --include contacts: protein i's L x L contact
+    contact_offsets     (N + 1,) int64               probabilities, flattened row-major, are
+                                                     contacts[contact_offsets[i]:contact_offsets[i + 1]]
+
+Contacts come from `favor.inference.predict_contacts` (the attention maps and the regression that
+``favor contacts fit`` stored beside the model, or a contact model's head), for proteins that fit the
+model's context; every protein is checked before anything is computed.
 
 With ``--out DIR`` (a folder) instead of a ``.npz`` file, every protein gets its own ``DIR/<name>.npz``
-holding the same arrays for that protein alone (``residue_layer{l}`` is ``(length, D)``), as ESM's
-``extract.py`` writes one file per sequence; proteins whose file exists are skipped, so an interrupted run
-continues where it stopped. Files are written whole and then renamed, so none is ever half-written.
+holding the same arrays for that protein alone (``residue_layer{l}`` is ``(length, D)``, ``contacts`` is
+``(length, length)``), as ESM's ``extract.py`` writes one file per sequence; proteins whose file exists are
+skipped, so an interrupted run continues where it stopped. Files are written whole and then renamed, so
+none is ever half-written.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from favor.tasks.loop import make_batches
 
 __all__ = ["embed_sequences", "embed_cli", "resolve_layers", "INCLUDE"]
 
-INCLUDE = ("mean", "per-residue", "bos")
+INCLUDE = ("mean", "per-residue", "bos", "contacts")
 
 
 def resolve_layers(layers: list[int] | None, n_layers: int) -> list[int]:
@@ -148,7 +156,8 @@ def embed_cli(
         data (FASTA): proteins to embed (plain or gzipped FASTA).
         out (PATH): the .npz file to write, or a folder for one .npz per protein.
         layers (L): layer to store, repeatable (0 = embeddings, -1 or n_layers = final; default: final).
-        include (WHAT): mean, per-residue or bos (the <cls> state); repeatable (default: mean).
+        include (WHAT): mean, per-residue, bos (the <cls> state) or contacts (L x L maps, see favor
+            contacts); repeatable (default: mean).
         per_residue: the same as --include per-residue (kept for earlier scripts).
         max_tokens (N): padded tokens per forward pass.
         device: cpu, cuda or cuda:N.
@@ -172,9 +181,14 @@ def embed_cli(
     }
     out = Path(out)
     dim = served.model.config.d_model
+    contacts = _ContactMaps(served, sequences, data) if "contacts" in wanted else None
     if out.suffix != ".npz":
-        return _embed_to_folder(served, sequences, out, wanted, options)
+        return _embed_to_folder(served, sequences, out, wanted, options, contacts)
     arrays = embed_sequences(served.model, served.alphabet, sequences, **options)
+    if contacts is not None:
+        maps = [contacts(name, sequence).ravel() for name, sequence in sequences]
+        arrays["contacts"] = np.concatenate(maps).astype(np.float32)
+        arrays["contact_offsets"] = np.concatenate([[0], np.cumsum([len(m) for m in maps])]).astype(np.int64)
     if "mean" not in wanted:
         arrays = {k: v for k, v in arrays.items() if not k.startswith("mean_layer")}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +197,38 @@ def embed_cli(
     print(f"embedded {len(sequences)} proteins ({total:,} residues), layers {chosen}, dim {dim}")
     print(f"embeddings: {out}")
     return 0
+
+
+class _ContactMaps:
+    """Contact maps for ``--include contacts``: the model and every protein are checked up front (a
+    regression or a contact head; each protein within the context), so a bad one stops the run before any
+    output is written."""
+
+    def __init__(self, served, sequences: list[tuple[str, str]], data: Path) -> None:
+        from favor.inference import (
+            InferenceEngine,
+            NoContactRegression,
+            contact_regression_of,
+        )
+
+        self.engine = InferenceEngine(served)
+        self.regression = None if served.config.task == "contact" else contact_regression_of(served)
+        if served.config.task != "contact" and self.regression is None:
+            raise NoContactRegression(
+                f"--include contacts: {served.path} has no contact regression; "
+                "fit one with: favor contacts fit MODEL"
+            )
+        self.data = data
+        for name, sequence in sequences:
+            self.engine.encode(sequence, where=self._where(name))
+
+    def _where(self, name: str) -> str:
+        return f"{self.data}: record {name!r} (--include contacts)"
+
+    def __call__(self, name: str, sequence: str) -> np.ndarray:
+        from favor.inference import predict_contacts
+
+        return predict_contacts(self.engine, sequence, regression=self.regression, where=self._where(name))
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -198,7 +244,7 @@ def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "_"
 
 
-def _embed_to_folder(served, sequences, folder: Path, wanted: set[str], options: dict) -> int:
+def _embed_to_folder(served, sequences, folder: Path, wanted: set[str], options: dict, contacts=None) -> int:
     """One ``<name>.npz`` per protein; proteins with a file already are skipped (resume)."""
     folder.mkdir(parents=True, exist_ok=True)
     todo = [(n, s) for n, s in sequences if not (folder / f"{_file_name(n)}.npz").is_file()]
@@ -222,6 +268,8 @@ def _embed_to_folder(served, sequences, folder: Path, wanted: set[str], options:
                 if "per-residue" in wanted:
                     start, stop = arrays["offsets"][j], arrays["offsets"][j + 1]
                     one[f"residue_layer{layer}"] = arrays[f"residue_layer{layer}"][start:stop]
+            if contacts is not None:
+                one["contacts"] = contacts(name, chunk[j][1])
             _save(folder / f"{_file_name(name)}.npz", one)
     print(f"embedded {len(todo)} proteins into {folder} ({done} already there, skipped)")
     return 0

@@ -5,6 +5,7 @@ timeseries  one real series (favor.data.timeseries): forecasting, many-to-many (
             or many-to-one (sequence_regression)
 text        characters or bytes of an English corpus (favor.data.text): causal LM
 digits      8x8 digit images read pixel by pixel (favor.data.digits): sequence_classification
+g2p         words of the CMU Pronouncing Dictionary and their phonemes (favor.data.g2p): seq2seq
 
 The model's vocabulary or input width, task head, number of outputs and causality follow from the source
 and ``train.objective``; `derived_model_fields` lists them so the config can fill them in (and reject a
@@ -20,15 +21,16 @@ from favor.train.validation import ConfigError, check_choice, check_min
 
 __all__ = ["SOURCES", "SOURCE_OBJECTIVES", "TextConfig", "TimeSeriesConfig", "derived_model_fields"]
 
-SOURCES = ("protein", "timeseries", "text", "digits")
+SOURCES = ("protein", "timeseries", "text", "digits", "g2p")
 # The objectives (model tasks) each source can train; the first is the one to write in a config.
 SOURCE_OBJECTIVES = {
     "protein": ("mlm", "clm"),
     "timeseries": ("token_regression", "sequence_regression"),
     "text": ("clm",),
     "digits": ("sequence_classification",),
+    "g2p": ("seq2seq",),
 }
-OBJECTIVES = ("mlm", "clm", "token_regression", "sequence_regression", "sequence_classification")
+OBJECTIVES = ("mlm", "clm", "token_regression", "sequence_regression", "sequence_classification", "seq2seq")
 
 
 @dataclass
@@ -107,6 +109,11 @@ def derived_model_fields(data: Any, objective: str) -> tuple[dict[str, Any], str
         if objective == "token_regression":
             fields["causal"] = True
         return fields, "the time-series source"
+    if source == "g2p":
+        from favor.data.g2p import G2PVocabulary
+
+        fields = {"vocab_size": G2PVocabulary().vocab_size, "input_dim": None, "task": "seq2seq"}
+        return fields, "the grapheme-to-phoneme vocabulary"
     from favor.data.digits import DIGITS_CLASSES
 
     fields = {"vocab_size": None, "input_dim": 1, "task": objective, "num_labels": DIGITS_CLASSES}

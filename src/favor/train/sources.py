@@ -229,10 +229,14 @@ def digits_loader(
 def build_source_data(
     config: DataConfig, *, objective: str, seed: int, rank: int, world_size: int, tbptt: int = 0
 ) -> RunData:
-    """`RunData` of a timeseries, text or digits run."""
+    """`RunData` of a timeseries, text, digits or g2p run."""
     from favor.train.data import RunData
 
     shard = {"rank": rank, "world_size": world_size}
+    if config.source == "g2p":
+        from favor.train.g2p_source import build_g2p_data
+
+        return build_g2p_data(config, seed=seed, **shard)
     if config.source == "timeseries":
         series = prepare_series(config)
         train = series_loader(series, config, "train", objective=objective, seed=seed, **shard)

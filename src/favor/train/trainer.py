@@ -37,7 +37,7 @@ from favor.evaluate.task_metrics import (
     model_logits,
     squared_error_sum,
 )
-from favor.models.model import SequenceModel
+from favor.models.build import Model, build_model
 from favor.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from favor.train.config import RunConfig
 from favor.train.data import build_run_data
@@ -94,7 +94,7 @@ class Trainer:
         )
         self.unigram = self.data.unigram
         self.unigram_log_probs = self.data.unigram_log_probs
-        self.model = SequenceModel(config.model)
+        self.model = build_model(config.model)
         if train.init_from is not None:
             _init_weights(self.model, train.init_from)
         self.model.to(self.device)
@@ -330,7 +330,7 @@ class Trainer:
         restore_rng_state(ckpt.rng_tensors, prefix=f"rank{self.dist.rank}.", device=self.device)
 
 
-def _init_weights(model: SequenceModel, source: str) -> None:
+def _init_weights(model: Model, source: str) -> None:
     """Load the weights of ``source`` (a model folder, a run or checkpoint folder, or a bundled model's name,
     resolved and verified as every command does: `favor.folders.load_model`) into ``model``."""
     from favor.folders import load_model
