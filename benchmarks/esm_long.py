@@ -4,8 +4,11 @@ A randomly initialised ``transformers.EsmForMaskedLM`` of the esm2_t6_8M shape (
 ff 1280; the timing does not depend on the weights) is converted with ``favor convert from-esm`` to exact and
 FAVOR+ (m features) models. Each measurement runs in a fresh process: one forward pass (embedding the
 sequence, no gradients) after a warm-up at 1,024 residues; the process's peak resident memory (VmHWM) is
-reported. Lengths are single random proteins and, with ``--complex``, complexes of several chains joined
-as ESM users do for multimers (a poly-G linker of 25 between chains).
+reported. ``no-attention`` is the floor any attention can reach: the FAVOR+ model with its attention
+mixing replaced by the identity on the values (``attend`` returns ``v``), so embeddings, projections,
+feed-forward layers and norms cost what they cost in every column. Lengths are single random proteins
+and, with ``--complex``, complexes of several chains joined as ESM users do for multimers (a poly-G
+linker of 25 between chains).
 
     python benchmarks/esm_long.py --lengths 1024 4096 16384 32768 --threads 2    # the BENCHMARKS.md table
 
@@ -24,7 +27,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-IMPLS = ("hf-exact", "favor-exact", "favor-performer")
+IMPLS = ("hf-exact", "favor-exact", "favor-performer", "no-attention")
 SHAPE = dict(hidden_size=320, num_hidden_layers=6, num_attention_heads=20, intermediate_size=1280)
 
 
@@ -83,9 +86,14 @@ def one(folder: Path, impl: str, length: int, chains: int, threads: int) -> dict
         def run(ids):
             return model.esm(input_ids=ids).last_hidden_state
     else:
+        from favor.layers.favor_attention import FavorSelfAttention
         from favor.models import load_pretrained
 
-        model = load_pretrained(folder / impl)
+        model = load_pretrained(folder / ("favor-performer" if impl == "no-attention" else impl))
+        if impl == "no-attention":
+            for module in model.modules():
+                if isinstance(module, FavorSelfAttention):
+                    module.attend = lambda q, k, v, **_: v
 
         def run(ids):
             return model(ids, repr_layers=[-1]).hidden_states[0]

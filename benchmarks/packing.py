@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from favor.data.batching import FixedSizeBatchSampler
-from favor.train.config import load_run_config
+from favor.runs.config import load_run_config
 from favor.train.distributed import DistContext
 from favor.train.trainer import Trainer
 

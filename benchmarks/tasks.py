@@ -41,8 +41,8 @@ VARIANTS = (("lstm + tbptt 64", "charlm", "lstm", ("train.tbptt=64",)),)
 def run_one(
     task: str, backbone: str, overrides: tuple[str, ...], *, minutes: float, out: Path
 ) -> dict[str, Any]:
-    from favor.evaluate.run import evaluate_run
-    from favor.train.config import load_run_config
+    from favor.runs.config import load_run_config
+    from favor.runs.evaluate import evaluate_run
     from favor.train.run import train_run
 
     config_name, _ = TASKS[task]

@@ -9,7 +9,7 @@ import yaml
 
 from favor.demo import DEMO_BACKBONES, demo_config
 from favor.models import SequenceModel
-from favor.train.config import SECTIONS, load_run_config
+from favor.runs.config import SECTIONS, load_run_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 PROTEIN_CONFIGS = [p for p in CONFIGS if p.name.startswith("protein_")]

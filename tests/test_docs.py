@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from favor import cli
-from favor.train.config import load_run_config
+from favor.runs.config import load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

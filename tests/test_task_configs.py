@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from favor.models import SequenceModel
-from favor.train.config import load_run_config
+from favor.runs.config import load_run_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TASK_CONFIGS = {

@@ -207,8 +207,9 @@ def train_command(
         resume (RUN_DIR): continue the latest checkpoint of this run folder exactly where it stopped.
         quiet: no progress bar or progress messages.
     """
-    from favor.train.config import load_run_config
-    from favor.train.run import CONFIG_FILE, describe_metrics, train_run
+    from favor.runs.config import load_run_config
+    from favor.runs.folder import CONFIG_FILE
+    from favor.train.run import describe_metrics, train_run
 
     if config is None and resume is None:
         raise ValueError("give a CONFIG file, or --resume RUN_DIR to continue a run")
@@ -271,7 +272,7 @@ def evaluate_command(
         beam (N): g2p runs: beam width (1: greedy decoding).
         max_words (N): g2p runs: decode at most N words (every k-th word of the split).
     """
-    from favor.evaluate.run import evaluate_run
+    from favor.runs.evaluate import evaluate_run, format_metrics
 
     metrics = evaluate_run(
         run_dir,
@@ -288,16 +289,7 @@ def evaluate_command(
     if json_:
         _print_json(metrics)
         return 0
-    if "source" in metrics:
-        from favor.evaluate.task_run import format_metrics
-
-        print("\n".join(format_metrics(run_dir, metrics)))
-        return 0
-    what = "masked" if metrics["objective"] == "mlm" else "next-token"
-    print(f"{run_dir} on {data} ({metrics['objective']}, {metrics['n_masked']:,} {what} tokens)")
-    print(f"  model    accuracy {metrics['masked_accuracy']:.4f}  perplexity {metrics['perplexity']:.3f}")
-    unigram = f"accuracy {metrics['unigram_accuracy']:.4f}  perplexity {metrics['unigram_perplexity']:.3f}"
-    print(f"  unigram  {unigram}")
+    print("\n".join(format_metrics(run_dir, metrics)))
     return 0
 
 

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from favor.data.bundled import sample_path
-from favor.evaluate.run import evaluate_run
-from favor.train.config import RunConfig, run_config_from_dict
+from favor.runs.config import RunConfig, run_config_from_dict
+from favor.runs.evaluate import evaluate_run
+from favor.runs.folder import CONFIG_FILE
 from favor.train.monitor import plot_loss_curves, read_metrics
-from favor.train.run import CONFIG_FILE, train_run
+from favor.train.run import train_run
 
 __all__ = ["DEMO_BACKBONES", "demo_config", "run_demo", "format_table"]
 

@@ -165,9 +165,9 @@ def generate_command(
 
     import torch
 
+    from favor.inference import resolve_device
     from favor.models.generation import generate
     from favor.models.pretrained import load_pretrained
-    from favor.train.distributed import resolve_device
 
     torch.set_num_threads(threads)
     folder = _model_folder(Path(model_dir))

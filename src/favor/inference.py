@@ -31,6 +31,7 @@ __all__ = [
     "contact_regression_of",
     "parse_mutation",
     "predict_contacts",
+    "resolve_device",
 ]
 
 # Both spellings of a masked position accepted by /fill-mask.
@@ -281,3 +282,18 @@ def predict_contacts(engine: InferenceEngine, sequence: str, *, regression=None,
     except ValueError as error:
         raise TaskError(str(error)) from None
     return regression.predict(features)
+
+
+def resolve_device(name: str, *, local_rank: int = 0) -> torch.device:
+    """The torch device named ``name`` (auto, cpu, cuda or cuda:N): ``auto`` picks ``cuda:<local_rank>``
+    when CUDA is available, else the CPU; a CUDA device on a machine without CUDA is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {name!r} (train.device / --device): CUDA is not available on this machine"
+            )
+        if name == "cuda":
+            return torch.device("cuda", local_rank)
+    return torch.device(name)

@@ -20,8 +20,8 @@ from favor.evaluate.forecast import (
     naive_forecast,
     seasonal_naive_forecast,
 )
-from favor.train.config import run_config_from_dict
-from favor.train.sources import prepare_series, series_loader
+from favor.runs.config import run_config_from_dict
+from favor.runs.sources.timeseries import prepare_series, series_loader
 
 
 def test_split_is_chronological_and_contiguous():

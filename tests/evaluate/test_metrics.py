@@ -130,3 +130,24 @@ def test_load_corpus_errors_name_the_file(tmp_path):
     empty.write_text("")
     with pytest.raises(ValueError, match="no usable sequences"):
         load_corpus(empty)
+
+
+def test_score_task_counts_right_predictions_over_the_same_targets_as_the_loss():
+    from favor.evaluate.task_metrics import score_task
+
+    # Multi-label: one label ignored; right where (logit > 0) matches the 0/1 label.
+    logits = torch.tensor([[2.0, -1.0, 3.0], [-2.0, 1.0, -1.0]])
+    labels = torch.tensor([[1.0, 1.0, -100.0], [0.0, 1.0, 1.0]])
+    stats = score_task("sequence_classification", logits, labels, multi_label=True)
+    assert stats.n == 5 and stats.correct == 3
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[labels != -100], labels[labels != -100], reduction="sum"
+    )
+    assert stats.loss_sum == pytest.approx(float(expected), rel=1e-6)
+    # Token tasks: the padded position neither counts as a target nor as right.
+    logits = torch.zeros(1, 3, 4)
+    logits[0, :, 2] = 1.0
+    padding_mask = torch.tensor([[False, False, True]])
+    stats = score_task("seq2seq", logits, torch.tensor([[2, 1, 2]]), padding_mask=padding_mask)
+    assert stats.n == 2 and stats.correct == 1
+    assert stats.to_dict("seq2seq")["token_accuracy"] == 0.5

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from favor.data import sample_path
-from favor.evaluate.run import evaluate_run
-from favor.train.config import run_config_from_dict
+from favor.runs.config import run_config_from_dict
+from favor.runs.evaluate import evaluate_run
 from favor.train.run import train_run
 from tiny_models import tiny_run
 

@@ -72,12 +72,16 @@ def test_activation_checkpointing_gives_the_same_gradients(backbone, causal, mon
     ids = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(1))
     padding_mask = torch.zeros(2, 9, dtype=torch.bool)
     padding_mask[1, 7:] = True
+    labels = ids.clone()
+    if causal:
+        # Labels aligned with the logits: a causal LM's position t predicts token t + 1.
+        labels[:, :-1], labels[:, -1] = ids[:, 1:], -100
     losses = []
     for model in (plain, checkpointed):
         model.train()
         # Same dropout masks in both runs; checkpointing replays the RNG state on recomputation.
         torch.manual_seed(2)
-        loss = model(ids, padding_mask=padding_mask, labels=ids).loss
+        loss = model(ids, padding_mask=padding_mask, labels=labels).loss
         loss.backward()
         losses.append(loss)
     assert calls == [False, False], "each of the 2 blocks goes through non-reentrant checkpointing"

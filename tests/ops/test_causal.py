@@ -3,9 +3,13 @@
 import pytest
 import torch
 
-from favor.ops import favor_attention, favor_attention_step, random_projection
-
-KERNELS = ["softmax", "softmax_hyperbolic", "softmax_trig", "relu"]
+from favor.ops import (
+    KERNEL_NAMES,
+    favor_attention,
+    favor_attention_step,
+    naive_favor_attention,
+    random_projection,
+)
 
 
 def _inputs(length, *, d=8, seed=0, requires_grad=False):
@@ -15,7 +19,7 @@ def _inputs(length, *, d=8, seed=0, requires_grad=False):
     return [t.requires_grad_(requires_grad) for t in (q, k, v)], w
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
 @pytest.mark.parametrize("length,chunk", [(37, 8), (37, 64), (50, 7), (1, 4), (64, 16)])
 def test_chunked_matches_naive_outputs_and_gradients(kernel, length, chunk):
     (q, k, v), w = _inputs(length, requires_grad=True)
@@ -23,10 +27,8 @@ def test_chunked_matches_naive_outputs_and_gradients(kernel, length, chunk):
     padding[1, max(1, length * 2 // 3) :] = True  # keep one real key per row
     grads = []
     outs = []
-    for mode in ("fast", "naive"):
-        out = favor_attention(
-            q, k, v, w, causal=True, kernel=kernel, key_padding_mask=padding, chunk_size=chunk, mode=mode
-        )
+    for op in (favor_attention, naive_favor_attention):
+        out = op(q, k, v, w, causal=True, kernel=kernel, key_padding_mask=padding, chunk_size=chunk)
         # Only real positions carry meaning; padded query rows are excluded from the loss.
         real = (~padding)[:, None, :, None]
         (out * real).pow(2).sum().backward()
@@ -48,7 +50,7 @@ def test_gradcheck_float64(kernel):
     assert torch.autograd.gradcheck(fn_bi, (q, k, v))
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
 def test_output_at_i_ignores_later_positions(kernel):
     (q, k, v), w = _inputs(40)
     before = favor_attention(q, k, v, w, causal=True, kernel=kernel, chunk_size=16)

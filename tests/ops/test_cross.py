@@ -4,7 +4,13 @@ the source context made once then read piece by piece."""
 import pytest
 import torch
 
-from favor.ops import favor_cross_attention, favor_cross_context, favor_cross_read, random_projection
+from favor.ops import (
+    favor_cross_attention,
+    favor_cross_context,
+    favor_cross_read,
+    naive_favor_cross_attention,
+    random_projection,
+)
 
 B, H, LQ, LK, D, M = 2, 3, 5, 7, 4, 16
 
@@ -30,24 +36,22 @@ def test_fast_equals_explicit_matrix_twin(kernel):
     padding = torch.zeros(B, LK, dtype=torch.bool)
     padding[1, -3:] = True
 
-    def run(mode):
+    def run(op):
         return _grads(
-            lambda a, b, c: favor_cross_attention(
-                a, b, c, projection, kernel=kernel, key_padding_mask=padding, mode=mode
-            ),
+            lambda a, b, c: op(a, b, c, projection, kernel=kernel, key_padding_mask=padding),
             q,
             k,
             v,
         )
 
-    (fast, fast_grads), (naive, naive_grads) = run("fast"), run("naive")
+    (fast, fast_grads), (naive, naive_grads) = run(favor_cross_attention), run(naive_favor_cross_attention)
     torch.testing.assert_close(fast, naive, rtol=1e-10, atol=1e-12)
     for a, b in zip(fast_grads, naive_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["fast", "naive"])
-def test_padded_source_equals_the_source_without_its_padding(mode):
+@pytest.mark.parametrize("op", [favor_cross_attention, naive_favor_cross_attention], ids=["fast", "twin"])
+def test_padded_source_equals_the_source_without_its_padding(op):
     q, k, v, projection = _inputs(1)
     real = 4  # row 1 has 4 real source positions, then padding holding large values
     padding = torch.zeros(B, LK, dtype=torch.bool)
@@ -57,10 +61,10 @@ def test_padded_source_equals_the_source_without_its_padding(mode):
     v[1, :, real:] = -1e3
 
     def padded(a, b, c):
-        return favor_cross_attention(a, b, c, projection, key_padding_mask=padding, mode=mode)[1]
+        return op(a, b, c, projection, key_padding_mask=padding)[1]
 
     def trimmed(a, b, c):
-        return favor_cross_attention(a[1:], b[1:, :, :real], c[1:, :, :real], projection, mode=mode)[0]
+        return op(a[1:], b[1:, :, :real], c[1:, :, :real], projection)[0]
 
     out_padded, grads_padded = _grads(padded, q, k, v)
     out_trimmed, grads_trimmed = _grads(trimmed, q, k, v)

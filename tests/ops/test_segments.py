@@ -1,12 +1,17 @@
 """Packed rows (``segment_ids``): attention over several segments of one row equals running each segment
-alone, outputs and gradients, for every kernel, both directions and both modes, across tile and chunk
-boundaries; exact attention's block-diagonal mask does the same."""
+alone, outputs and gradients, for every kernel, both directions, the fast op and its plain twin, across tile
+and chunk boundaries; exact attention's block-diagonal mask does the same."""
 
 import pytest
 import torch
 
-from favor.ops import favor_attention, random_projection, softmax_attention
-from favor.ops.features import KERNELS
+from favor.ops import (
+    KERNEL_NAMES,
+    favor_attention,
+    naive_favor_attention,
+    random_projection,
+    softmax_attention,
+)
 from favor.ops.segments import segment_layout, segment_positions
 
 # Row 0: four segments (one of them 1 token long), row 1: two segments then padding.
@@ -37,8 +42,8 @@ def _loss_weights(out):
     return torch.linspace(-1.0, 2.0, out.numel(), dtype=out.dtype).view_as(out)
 
 
-def _packed_run(q, k, v, w, segment_ids, padding, **kwargs):
-    out = favor_attention(q, k, v, w, segment_ids=segment_ids, key_padding_mask=padding, **kwargs)
+def _packed_run(q, k, v, w, segment_ids, padding, op=favor_attention, **kwargs):
+    out = op(q, k, v, w, segment_ids=segment_ids, key_padding_mask=padding, **kwargs)
     real = (~padding)[:, None, :, None]
     (torch.where(real, out, 0.0) * _loss_weights(out)).sum().backward()
     grads = [t.grad.clone() for t in (q, k, v)]
@@ -47,14 +52,14 @@ def _packed_run(q, k, v, w, segment_ids, padding, **kwargs):
     return out.detach(), grads
 
 
-def _alone_run(q, k, v, w, spans, **kwargs):
+def _alone_run(q, k, v, w, spans, op=favor_attention, **kwargs):
     """Each segment as a batch of its own, no padding; outputs and gradients put back in place."""
     out = torch.zeros_like(q)
     grads = [torch.zeros_like(q) for _ in range(3)]
     weights = _loss_weights(out)
     for row, start, stop in spans:
         parts = [t.detach()[row : row + 1, :, start:stop].clone().requires_grad_(True) for t in (q, k, v)]
-        piece = favor_attention(*parts, w, **kwargs)
+        piece = op(*parts, w, **kwargs)
         (piece * weights[row : row + 1, :, start:stop]).sum().backward()
         out[row : row + 1, :, start:stop] = piece.detach()
         for grad, part in zip(grads, parts, strict=True):
@@ -62,15 +67,13 @@ def _alone_run(q, k, v, w, spans, **kwargs):
     return out, grads
 
 
-@pytest.mark.parametrize("kernel", sorted(KERNELS))
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("mode", ["fast", "naive"])
-def test_packed_equals_each_segment_alone(kernel, causal, mode):
+@pytest.mark.parametrize("op", [favor_attention, naive_favor_attention], ids=["fast", "twin"])
+def test_packed_equals_each_segment_alone(kernel, causal, op):
     (q, k, v), w, segment_ids, padding, spans = _packed()
     # Tiles of 5 rows and chunks of 4 put tile and chunk boundaries inside and between segments.
-    options = {"kernel": kernel, "causal": causal, "mode": mode, "chunk_size": 4}
-    if mode == "fast":
-        options["tile_size"] = 8 if causal else 5
+    options = {"op": op, "kernel": kernel, "causal": causal, "chunk_size": 4, "tile_size": 8 if causal else 5}
     packed, packed_grads = _packed_run(q, k, v, w, segment_ids, padding, **options)
     alone, alone_grads = _alone_run(q, k, v, w, spans, **options)
     torch.testing.assert_close(packed, alone, rtol=1e-10, atol=1e-12)

@@ -7,10 +7,14 @@ products; the twins materialise features (and the attention matrix or prefix sum
 import pytest
 import torch
 
-from favor.ops import favor_attention, favor_attention_step, random_projection
+from favor.ops import (
+    KERNEL_NAMES,
+    favor_attention,
+    favor_attention_step,
+    naive_favor_attention,
+    random_projection,
+)
 from favor.ops.features import KERNELS
-
-KERNEL_NAMES = sorted(KERNELS)
 
 
 def _inputs(length, *, d=8, m=16, scale=1.0, seed=0):
@@ -20,8 +24,8 @@ def _inputs(length, *, d=8, m=16, scale=1.0, seed=0):
     return [t.requires_grad_(True) for t in (q * scale, k * scale, v)], w
 
 
-def _outputs_and_grads(q, k, v, w, padding, **kwargs):
-    out = favor_attention(q, k, v, w, key_padding_mask=padding, **kwargs)
+def _outputs_and_grads(op, q, k, v, w, padding, **kwargs):
+    out = op(q, k, v, w, key_padding_mask=padding, **kwargs)
     real = (~padding)[:, None, :, None] if padding is not None else torch.ones(1, 1, 1, 1, dtype=torch.bool)
     # Only real positions carry meaning; padded query rows are excluded from the loss.
     loss_weights = torch.linspace(-1.0, 2.0, out.numel(), dtype=out.dtype).view_as(out)
@@ -33,8 +37,8 @@ def _outputs_and_grads(q, k, v, w, padding, **kwargs):
 
 
 def _assert_twins_agree(q, k, v, w, padding, **kwargs):
-    fast = _outputs_and_grads(q, k, v, w, padding, mode="fast", **kwargs)
-    naive = _outputs_and_grads(q, k, v, w, padding, mode="naive", **kwargs)
+    fast = _outputs_and_grads(favor_attention, q, k, v, w, padding, **kwargs)
+    naive = _outputs_and_grads(naive_favor_attention, q, k, v, w, padding, **kwargs)
     torch.testing.assert_close(fast[0], naive[0], rtol=1e-9, atol=1e-9)
     for got, want, name in zip(fast[1], naive[1], "qkv", strict=True):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-8, msg=lambda m, n=name: f"grad {n}: {m}")
@@ -108,7 +112,7 @@ def test_fast_path_refuses_a_trainable_projection():
     (q, k, v), w = _inputs(5)
     with pytest.raises(ValueError, match="projection"):
         favor_attention(q, k, v, w.requires_grad_(True))
-    out = favor_attention(q, k, v, w, mode="naive")
+    out = naive_favor_attention(q, k, v, w)
     out.sum().backward()
     assert w.grad is not None and torch.isfinite(w.grad).all()
 
@@ -223,20 +227,28 @@ def test_inference_and_training_forward_agree(causal):
     torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=0)
 
 
-def test_scaled_projection_is_reused_only_while_unchanged():
-    from favor.ops.features import _scaled_projection
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_kernel_weight_built_by_the_caller_changes_nothing(kernel):
+    # The tiled ops build each kernel's weight once per sweep and pass it in; the kernel keeps no state.
+    feature_kernel = KERNELS[kernel]
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64)
+    w = random_projection(16, 8, generator=g, dtype=torch.float64)
+    weight = feature_kernel.weight(w, x)
+    plain, given = feature_kernel.forward(x, w), feature_kernel.forward(x, w, weight=weight)
+    torch.testing.assert_close(given.base, plain.base, rtol=0, atol=0)
+    grad_base = torch.randn(plain.base.shape, generator=g, dtype=torch.float64)
+    grad_scale = None if plain.log_scale is None else torch.randn(x.shape[:-1], generator=g, dtype=x.dtype)
+    torch.testing.assert_close(
+        feature_kernel.backward(x, w, given, grad_base.clone(), grad_scale, weight=weight),
+        feature_kernel.backward(x, w, plain, grad_base.clone(), grad_scale),
+        rtol=0,
+        atol=0,
+    )
 
-    x = torch.randn(2, 8)
-    w = torch.randn(4, 8)
-    with torch.no_grad():
-        first = _scaled_projection(w, x)
-        assert _scaled_projection(w, x) is first  # reused within the tiled ops
-        w.mul_(2.0)  # an in-place redraw bumps the version counter: rebuilt
-        torch.testing.assert_close(_scaled_projection(w, x), 2.0 * first)
-        assert _scaled_projection(w.clone(), x) is not _scaled_projection(w, x)
-    with torch.inference_mode():
-        frozen = torch.randn(4, 8)  # inference tensors have no version counter: never reused
-        torch.testing.assert_close(_scaled_projection(frozen, x), frozen * 8**-0.25)
+
+def test_projection_changed_in_place_is_seen_by_the_next_call():
+    # Nothing outlives a call: a projection redrawn in place gives the result of a fresh tensor.
     (q, k, v), proj = _inputs(9)
     with torch.no_grad():
         before = favor_attention(q, k, v, proj)

@@ -9,6 +9,7 @@ import torch
 
 import favor.train.checkpoint as ckpt_module
 from favor.models import SequenceModel
+from favor.runs.config import TrainConfig
 from favor.train.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -17,7 +18,6 @@ from favor.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from favor.train.config import TrainConfig
 from favor.train.optim import build_optimizer, build_scheduler
 from tiny_models import tiny_config
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from favor.data import Alphabet
-from favor.train.config import (
+from favor.runs.config import (
     ConfigError,
     DataConfig,
     TrainConfig,

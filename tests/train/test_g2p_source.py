@@ -10,7 +10,7 @@ import yaml
 
 from favor import cli
 from favor.models import Seq2SeqModel, load_pretrained
-from favor.train.config import ConfigError, run_config_from_dict
+from favor.runs.config import ConfigError, run_config_from_dict
 
 TINY = {
     "model": {"backbone": "performer", "d_model": 16, "n_layers": 1, "decoder_layers": 1, "n_heads": 2,
@@ -60,7 +60,7 @@ def test_config_errors_are_clear():
 
 
 def test_too_short_max_length_names_the_longest_word(tmp_path):
-    from favor.train.g2p_source import g2p_words
+    from favor.runs.sources.g2p import g2p_words
 
     config = json.loads(json.dumps(TINY))
     config["data"]["max_length"] = 20
@@ -74,7 +74,7 @@ def test_shipped_config_builds_every_seq2seq_backbone(backbone):
     from pathlib import Path
 
     from favor.models import build_model
-    from favor.train.config import load_run_config
+    from favor.runs.config import load_run_config
 
     path = Path(__file__).resolve().parents[2] / "configs" / "g2p_tiny.yaml"
     raw = yaml.safe_load(path.read_text())

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from favor.models import SequenceModel
-from favor.train.config import TrainConfig
+from favor.runs.config import TrainConfig
 from favor.train.optim import WarmupDecay, build_optimizer, build_scheduler, parameter_groups
 from tiny_models import tiny_config
 

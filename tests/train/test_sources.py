@@ -12,7 +12,7 @@ import yaml
 from favor import cli
 from favor.data.text import CharVocabulary
 from favor.models import SequenceModel
-from favor.train.config import ConfigError, run_config_from_dict
+from favor.runs.config import ConfigError, run_config_from_dict
 from favor.train.distributed import DistContext
 from favor.train.tbptt import tbptt_window
 from favor.train.trainer import Trainer

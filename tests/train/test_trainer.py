@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import favor.train.trainer as trainer_module
 from favor.evaluate.metrics import LMStats
-from favor.train.config import ConfigError, run_config_from_dict
+from favor.runs.config import ConfigError, run_config_from_dict
 from favor.train.distributed import DistContext
 from favor.train.monitor import read_metrics
 from favor.train.run import train_run
@@ -102,14 +102,14 @@ def test_non_finite_loss_skips_the_step():
 
 def test_skipped_steps_are_logged_and_never_saved(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = trainer_module.token_cross_entropy
+    real = trainer_module.task_loss_sum
 
-    def nan_on_third_call(logits, labels):
+    def nan_on_third_call(*args, **kwargs):
         calls["n"] += 1
-        loss, count = real(logits, labels)
+        loss, count = real(*args, **kwargs)
         return (loss * float("nan") if calls["n"] == 3 else loss), count
 
-    monkeypatch.setattr(trainer_module, "token_cross_entropy", nan_on_third_call)
+    monkeypatch.setattr(trainer_module, "task_loss_sum", nan_on_third_call)
     config = tiny(max_steps=3, grad_accum=1)
     config["data"]["valid"] = "none"
     summary = train_run(run_config_from_dict(config), out_dir=tmp_path, quiet=True)
@@ -133,24 +133,22 @@ def test_early_stopping_after_patience_evaluations(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("objective", ["mlm", "clm"])
-def test_trainer_loss_matches_the_models_own_loss(objective):
-    """favor.data shifts causal labels already and the model's own clm loss shifts input ids itself: the
-    trainer scores logits against the data labels directly, which must equal the model's loss."""
-    from favor.data import Alphabet, collate_batch
-    from favor.evaluate.metrics import token_cross_entropy
-    from favor.models import SequenceModel
-
-    alphabet = Alphabet.protein()
-    run = run_config_from_dict(tiny(objective=objective))
-    model = SequenceModel(run.model).eval()
-    items = [alphabet.encode(s, add_cls=True, add_eos=True, as_tensor=True) for s in ("MKTAYIAK", "MEEPQSD")]
-    batch = collate_batch(items, alphabet=alphabet, objective=objective, mask_seed=3)
+def test_a_training_step_reports_the_models_own_loss(objective):
+    """One convention: the data's labels (causal ones already shifted) go to the model as they are, and the
+    loss of a one-batch step is the model's ``out.loss`` on that batch."""
+    config = tiny(objective=objective, grad_accum=1, redraw_interval=0)
+    config["model"]["dropout"] = 0.0
+    trainer = Trainer(config=run_config_from_dict(config), dist=DistContext())
+    batch = trainer.next_batch()
+    if objective == "clm":
+        real = batch["labels"] != -100
+        assert torch.equal(batch["labels"][:, :-1][real[:, :-1]], batch["input_ids"][:, 1:][real[:, :-1]])
     with torch.no_grad():
-        logits = model(batch["input_ids"], padding_mask=batch["padding_mask"]).logits
-        total, count = token_cross_entropy(logits, batch["labels"])
-        model_labels = batch["input_ids"] if objective == "clm" else batch["labels"]
-        expected = model(batch["input_ids"], padding_mask=batch["padding_mask"], labels=model_labels).loss
-    assert float(total / count) == pytest.approx(float(expected), rel=1e-5)
+        expected = trainer.model(
+            batch["input_ids"], padding_mask=batch["padding_mask"], labels=batch["labels"]
+        )
+    result = trainer.train_step([batch])
+    assert result.loss == pytest.approx(float(expected.loss), rel=1e-5)
 
 
 def test_a_time_limited_run_warns_when_the_schedule_spans_max_steps(tmp_path):

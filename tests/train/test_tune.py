@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from favor import cli
-from favor.train.config import load_run_config
-from favor.train.search_space import Param, apply_params, parse_space
+from favor.runs.config import load_run_config
+from favor.runs.search_space import Param, apply_params, parse_space
 
 CONFIG = {
     "model": {"backbone": "gru", "d_model": 8, "n_layers": 1, "max_length": 16},

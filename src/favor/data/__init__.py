@@ -12,6 +12,10 @@ Typical pretraining pipeline::
     for batch in loader:  # {"input_ids", "padding_mask", "labels"}
         ...
     state = loader.state_dict()  # plain ints; loader.load_state_dict(state) resumes exactly
+
+Labels are aligned with the logits (``labels[:, t]`` is the target of position t, -100 where none): from raw
+token ids, ``causal_lm_labels(tokens, alphabet)`` gives a causal LM's next-token labels for
+``model(tokens, labels=...)`` (the model does not shift), ``mask_tokens`` the masked LM's inputs and labels.
 """
 
 from favor.data.alphabet import (

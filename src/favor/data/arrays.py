@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from favor.data.cursor import EpochCursor, Resumable
 from favor.data.seeding import derive_seed
 
 __all__ = ["IndexBatchLoader"]
@@ -21,14 +22,17 @@ __all__ = ["IndexBatchLoader"]
 BatchBuilder = Callable[[np.ndarray, int], dict[str, Any]]
 
 
-class IndexBatchLoader:
+class IndexBatchLoader(Resumable):
     """Iterate one epoch of batches per ``for`` loop, then move to the next epoch.
+
+    Position, sharding and state are an ``EpochCursor``'s (``favor.data.cursor``).
 
     Args:
         n_items: items per epoch (indices ``0 .. n_items - 1``).
         batch_size: items per batch.
         make_batch: ``(indices, epoch) -> batch dict`` (tensors ``(B, ...)``).
-        shuffle: a fresh permutation every epoch (training); False keeps index order (evaluation).
+        shuffle: training: a fresh permutation every epoch and equal shards; False (evaluation) keeps
+            index order and shards that together cover every batch.
         drop_last: drop a last short batch (training: every step sees ``batch_size`` items).
         seed: base seed of the permutations.
         rank, world_size: this process's share: batch ``i`` of an epoch goes to rank ``i % world_size``;
@@ -52,64 +56,32 @@ class IndexBatchLoader:
         if batch_size < 1:
             raise ValueError(f"IndexBatchLoader: batch_size must be >= 1, got {batch_size}")
         self.n_items, self.batch_size, self.make_batch = n_items, batch_size, make_batch
-        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
-        self.rank, self.world_size = rank, world_size
-        self.epoch = 0
-        self.position = 0
-        if len(self) == 0:
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.cursor: EpochCursor[np.ndarray] = EpochCursor(
+            self.global_batches,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            even_shards=shuffle,
+            owner="IndexBatchLoader",
+        )
+        # Training needs a batch on every rank; an evaluation rank may have none (the others cover all).
+        if len(self) == 0 and (shuffle or not self.global_batches(0)):
             raise ValueError(
                 f"IndexBatchLoader: {n_items} items give no full batch of {batch_size} for {world_size} "
                 "rank(s); lower the batch size (data.max_tokens) or the window (data.max_length)"
             )
 
-    def batches(self, epoch: int) -> list[np.ndarray]:
-        """This rank's batches of item indices for ``epoch``."""
+    def global_batches(self, epoch: int) -> list[np.ndarray]:
+        """Every rank's batches of item indices for ``epoch``, in order."""
         if self.shuffle:
             order = np.random.default_rng(derive_seed(self.seed, epoch)).permutation(self.n_items)
         else:
             order = np.arange(self.n_items)
         stop = len(order) - len(order) % self.batch_size if self.drop_last else len(order)
-        chunks = [order[i : i + self.batch_size] for i in range(0, stop, self.batch_size)]
-        mine = chunks[self.rank :: self.world_size]
-        if self.shuffle and self.world_size > 1:
-            mine = mine[: len(chunks) // self.world_size]
-        return mine
-
-    def __len__(self) -> int:
-        return len(self.batches(self.epoch))
+        return [order[i : i + self.batch_size] for i in range(0, stop, self.batch_size)]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.epoch
-        batches = self.batches(epoch)
-        while self.position < len(batches):
-            indices = batches[self.position]
-            # Counted before the yield: a checkpoint taken after receiving this batch resumes after it.
-            self.position += 1
+        for indices in self.cursor.run():
             yield self.make_batch(indices, epoch)
-        self.epoch = epoch + 1
-        self.position = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Jump to the start of ``epoch``."""
-        self.epoch, self.position = epoch, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.seed,
-            "world_size": self.world_size,
-            "rank": self.rank,
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume from `state_dict` (seed and world size must match)."""
-        for key in ("seed", "world_size"):
-            if key in state and state[key] != getattr(self, key):
-                raise ValueError(
-                    f"IndexBatchLoader.load_state_dict: saved {key}={state[key]}, this loader has "
-                    f"{key}={getattr(self, key)}; the batches would differ"
-                )
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        if self.position > len(self.batches(self.epoch)):
-            raise ValueError(f"IndexBatchLoader.load_state_dict: position {self.position} is past the epoch")

@@ -6,13 +6,13 @@ for the chosen objective: ``"mlm"`` (``mask_tokens``, -100 where not selected) o
 (``causal_lm_labels``, already shifted), plus ``"names"`` on request.
 
 Batch samplers yield lists of dataset indices. Each epoch's global batch list is a pure function of
-(seed, epoch); rank r of w takes batches r, r + w, r + 2w, ..., so ranks get disjoint shares. The state
-to resume is three integers (epoch, position, seed): see ``ResumableBatchSampler.state_dict``.
+(seed, epoch); rank r of w takes batches r, r + w, r + 2w, ..., so ranks get disjoint shares. Position,
+sharding and state are an ``EpochCursor``'s (``favor.data.cursor``), as in every resumable loader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Sampler
 
 from favor.data.alphabet import Alphabet
+from favor.data.cursor import EpochCursor, Resumable
 from favor.data.datasets import ProteinItem
 from favor.data.masking import causal_lm_labels, mask_tokens
 from favor.data.seeding import derive_seed, generator_for
@@ -177,91 +178,43 @@ class Collator:
         )
 
 
-class ResumableBatchSampler(Sampler[list[int]]):
-    """Base class: per-epoch batch lists, rank sharding, and a JSON-serialisable position.
+class ResumableBatchSampler(Resumable, Sampler[list[int]]):
+    """Base class of the protein batch samplers: an ``EpochCursor`` over ``global_batches``.
 
-    Iterating yields this rank's remaining batches of the current epoch, from ``position`` on; running
-    to the end moves to the next epoch (``epoch += 1``, ``position = 0``). ``set_epoch`` jumps to the
-    start of an epoch. With ``even_shards`` (default), the last ``len % world_size`` global batches of
-    an epoch are dropped so that every rank runs the same number of steps (distributed training hangs
-    otherwise); set it False (e.g. for evaluation) to cover every batch, ranks then differing by at
-    most one batch.
+    Subclasses define ``global_batches(epoch)``; the cursor (``favor.data.cursor``) owns the rest: epoch
+    and position, this rank's share (batch ``i`` to rank ``i % world_size``; ``even_shards``, the
+    default, cuts training shards to equal length, False keeps every batch for evaluation), ``set_epoch``,
+    ``state_dict`` and ``load_state_dict``. Iterating yields this rank's remaining batches of the current
+    epoch; running to the end moves to the next epoch.
 
-    Note: a ``DataLoader`` with workers draws indices from the sampler ahead of the training step, so
-    for a checkpoint use ``ProteinBatchLoader.state_dict`` (which counts the batches actually handed
-    out); the sampler's own ``state_dict`` is exact only when nothing is prefetched.
+    Note: ``ProteinBatchLoader`` moves this cursor as it hands batches out, so the state is exact however
+    far its workers prefetch; a plain ``DataLoader`` with workers draws from the sampler ahead of the
+    training step, and the state runs ahead with it.
     """
 
     def __init__(self, *, shuffle: bool, seed: int, rank: int, world_size: int, even_shards: bool) -> None:
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"{type(self).__name__}: need 0 <= rank < world_size, got {rank=}, {world_size=}"
-            )
         self.shuffle = shuffle
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.even_shards = even_shards
-        self.epoch = 0
-        self.position = 0
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self.cursor: EpochCursor[list[int]] = EpochCursor(
+            self.global_batches,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            even_shards=even_shards,
+            owner=type(self).__name__,
+        )
+
+    @property
+    def even_shards(self) -> bool:
+        return self.cursor.even_shards
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """All ranks' batches of ``epoch``, in order; subclasses define this."""
         raise NotImplementedError
 
-    def batches(self, epoch: int | None = None) -> list[list[int]]:
-        """This rank's batches of ``epoch`` (default: the current epoch)."""
-        epoch = self.epoch if epoch is None else epoch
-        if self._cache is None or self._cache[0] != epoch:
-            every = self.global_batches(epoch)
-            if self.even_shards:
-                every = every[: len(every) - len(every) % self.world_size]
-            self._cache = (epoch, every[self.rank :: self.world_size])
-        return self._cache[1]
-
-    def __len__(self) -> int:
-        return len(self.batches())
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        batches = self.batches(self.epoch)
-        while self.position < len(batches):
-            batch = batches[self.position]
-            self.position += 1
+    def __iter__(self) -> Iterator[list[int]]:
+        # Copies, so that a consumer cannot alter the cached batch lists.
+        for batch in self.cursor.run():
             yield list(batch)
-        self.epoch += 1
-        self.position = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.position = 0
-
-    def state_dict(self) -> dict[str, int]:
-        """``{"epoch", "position", "seed", "rank", "world_size"}``: plain ints, JSON-serialisable."""
-        return {
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.seed,
-            "rank": self.rank,
-            "world_size": self.world_size,
-        }
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resume at ``state``'s epoch and position; the seed and world size must match."""
-        name = type(self).__name__
-        for key in ("seed", "world_size"):
-            if key in state and state[key] != getattr(self, key):
-                raise ValueError(
-                    f"{name}.load_state_dict: saved {key}={state[key]} but this sampler has "
-                    f"{key}={getattr(self, key)}; the data stream would differ"
-                )
-        epoch, position = int(state["epoch"]), int(state["position"])
-        if not 0 <= position <= len(self.batches(epoch)):
-            raise ValueError(
-                f"{name}.load_state_dict: position {position} outside [0, {len(self.batches(epoch))}] "
-                f"for epoch {epoch}"
-            )
-        self.epoch, self.position = epoch, position
 
     def _rng(self, epoch: int, stream: int) -> np.random.Generator:
         return np.random.default_rng(derive_seed(self.seed, epoch, stream))

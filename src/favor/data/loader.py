@@ -2,25 +2,27 @@
 
 Everything random in the stream is derived from integers (see ``favor.data.seeding``): the batch
 lists from (sampler seed, epoch), random crops from (dataset seed, epoch, index), MLM masks from
-(mask seed, epoch, index). The loader counts the batches it has handed to the caller, so its
-``state_dict`` is exact even when DataLoader workers prefetch ahead, and ``load_state_dict`` makes the
-next batch the one that would have come next. The state is a dict of plain ints (JSON, no pickle).
+(mask seed, epoch, index). The loader and its sampler share one ``EpochCursor`` (``favor.data.cursor``),
+moved as batches are handed to the caller, so ``state_dict`` is exact even when DataLoader workers
+prefetch ahead, and ``load_state_dict`` makes the next batch the one that would have come next. The state
+is a dict of plain ints (JSON, no pickle).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
 from favor.data.batching import Collator, Objective, ResumableBatchSampler
+from favor.data.cursor import EpochCursor, Resumable, check_saved
 from favor.data.seeding import derive_seed
 
 __all__ = ["ProteinBatchLoader"]
 
 
-class ProteinBatchLoader:
+class ProteinBatchLoader(Resumable):
     """Iterate one epoch of padded, labelled batches per ``for`` loop, resumably.
 
     Each ``iter()`` runs the rest of the current epoch (from the saved position), then moves to the
@@ -29,7 +31,8 @@ class ProteinBatchLoader:
     Args:
         dataset: a ``SingleProteinDataset`` or ``ConcatenatedProteinDataset`` (anything with
             ``alphabet``, ``set_epoch`` and items as ``ProteinItem``).
-        batch_sampler: a ``ResumableBatchSampler`` over ``dataset`` (it carries rank and world size).
+        batch_sampler: a ``ResumableBatchSampler`` over ``dataset``; its cursor is the loader's (rank,
+            world size, sharding, epoch and position).
         objective: ``"mlm"``, ``"clm"`` or ``None`` (no labels).
         probability: MLM selection rate.
         mask_seed: base seed of MLM masks.
@@ -70,12 +73,11 @@ class ProteinBatchLoader:
         self.include_names = include_names
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.epoch = batch_sampler.epoch
-        self.position = batch_sampler.position
 
-    def __len__(self) -> int:
-        """Batches in the current epoch for this rank (including those already handed out)."""
-        return len(self.batch_sampler.batches(self.epoch))
+    @property
+    def cursor(self) -> EpochCursor[list[int]]:
+        """The sampler's cursor: the loader's position is the sampler's, counted as batches are handed out."""
+        return self.batch_sampler.cursor
 
     def _collator(self, epoch: int) -> Collator:
         seed = derive_seed(self.mask_seed, epoch) if self.masks_per_epoch else derive_seed(self.mask_seed)
@@ -89,52 +91,30 @@ class ProteinBatchLoader:
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch = self.epoch
+        epoch, position = self.epoch, self.position
         set_epoch = getattr(self.dataset, "set_epoch", None)
         if set_epoch is not None:
             set_epoch(epoch)
-        self.batch_sampler.load_state_dict({"epoch": epoch, "position": self.position})
+        # Workers prefetch from a copy of the remaining batch list; the cursor advances in step with the
+        # batches handed to the caller, not with the prefetching.
         loader = DataLoader(
             self.dataset,
-            batch_sampler=self.batch_sampler,
+            batch_sampler=self.cursor.batches(epoch)[position:],
             collate_fn=self._collator(epoch),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
         )
-        for batch in loader:
-            # Counted before the yield: a checkpoint taken after receiving this batch resumes after it.
-            self.position += 1
+        for _, batch in zip(self.cursor.run(), loader, strict=True):
             yield batch
-        self.epoch = epoch + 1
-        self.position = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Jump to the start of ``epoch``."""
-        self.epoch = epoch
-        self.position = 0
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch", "position", "seed", "mask_seed", "world_size", "rank"}`` as plain ints.
 
         ``position`` counts batches of ``epoch`` already handed to the caller on this rank.
         """
-        return {
-            "epoch": self.epoch,
-            "position": self.position,
-            "seed": self.batch_sampler.seed,
-            "mask_seed": self.mask_seed,
-            "world_size": self.batch_sampler.world_size,
-            "rank": self.batch_sampler.rank,
-        }
+        return {**self.cursor.state_dict(), "mask_seed": self.mask_seed}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from ``state_dict()``; seeds and world size must match this loader's."""
-        if "mask_seed" in state and state["mask_seed"] != self.mask_seed:
-            raise ValueError(
-                f"ProteinBatchLoader.load_state_dict: saved mask_seed={state['mask_seed']} but this loader "
-                f"has mask_seed={self.mask_seed}; the masks would differ"
-            )
-        # Validates seed, world size and position against the sampler.
-        self.batch_sampler.load_state_dict(state)
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
+        check_saved("ProteinBatchLoader", state, {"mask_seed": self.mask_seed})
+        self.cursor.load_state_dict(state)

@@ -1,5 +1,9 @@
 """Labels for the two pretraining objectives: masked (MLM) and causal (next-token) language modeling.
 
+Both are aligned with the logits, the one convention of `favor.models.losses`: ``labels[..., t]`` is what
+position t must predict, -100 (`IGNORE_INDEX`, defined there) where nothing is. For causal LM that is the
+next token, so ``causal_lm_labels`` shifts here, once; the model and the losses never shift.
+
 ``mask_tokens`` follows BERT: each real residue is selected independently with ``probability`` (a
 Bernoulli draw, so the rate is 15% in expectation, not exactly per sequence); of the selected positions
 80% become ``<mask>``, 10% a random *standard* residue and 10% stay unchanged. Special tokens
@@ -7,9 +11,9 @@ Bernoulli draw, so the rate is 15% in expectation, not exactly per sequence); of
 
 A short sequence can end up with no selected position (probability ``0.85**n`` for n residues, 20%
 at n = 10); nothing forces one. Its labels are then all -100 and it adds nothing to the loss. A
-batch in which *no* position is selected makes a mean cross-entropy NaN: reduce with a sum divided
-by ``max(1, n_labels)``, or pass ``ensure_one=True`` to select one residue of every sequence that has
-none (this slightly raises the rate on short sequences).
+batch in which *no* position is selected has no target: `favor.models.task_loss` is then 0 (its sum over
+``max(1, n_targets)``), never NaN; pass ``ensure_one=True`` to select one residue of every sequence that
+has none (this slightly raises the rate on short sequences).
 
 All random draws come from ``generator`` and their number depends only on the tensor shape, so the
 same seed gives the same masks on every machine (evaluation masks are seeded this way so that every
@@ -23,11 +27,9 @@ from typing import NamedTuple
 import torch
 
 from favor.data.alphabet import Alphabet
+from favor.models.losses import IGNORE_INDEX
 
 __all__ = ["IGNORE_INDEX", "MaskedTokens", "mask_tokens", "causal_lm_labels"]
-
-# Label value ignored by torch.nn.functional.cross_entropy (its default ignore_index).
-IGNORE_INDEX = -100
 
 
 class MaskedTokens(NamedTuple):
@@ -135,9 +137,10 @@ def causal_lm_labels(
 ) -> torch.Tensor:
     """Next-token labels: ``labels[..., t] = tokens[..., t + 1]``, already shifted.
 
-    The logits a causal model produces at position t are scored against ``labels[..., t]``; do not
-    shift again. The last position and every position whose target is padding (``<pad>`` id, or True in
-    ``padding_mask``) get -100. Positions that are padding themselves get -100 as well.
+    The logits a causal model produces at position t are scored against ``labels[..., t]``: pass these
+    to ``model(..., labels=...)``, which does not shift again. The last position and every position whose
+    target is padding (``<pad>`` id, or True in ``padding_mask``) get -100. Positions that are padding
+    themselves get -100 as well.
 
     Args:
         tokens: LongTensor (B, L) or (L,).

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from favor.data.cursor import EpochCursor, Resumable
 from favor.data.masking import IGNORE_INDEX
+from favor.data.seeding import derive_seed
 
 __all__ = [
     "VOCAB_FILE",
@@ -215,7 +217,7 @@ def window_batch(
     }
 
 
-class StreamBatchLoader:
+class StreamBatchLoader(Resumable):
     """``batch_size`` parallel streams read in order, ``window`` tokens per batch: the data of truncated
     backpropagation through time.
 
@@ -223,13 +225,17 @@ class StreamBatchLoader:
     holds positions ``k*W .. (k+1)*W - 1`` of every stream, so row b of batch k+1 continues row b of batch k
     and a recurrent model can carry its state across batches. Each epoch starts the streams at an offset in
     ``[0, W)`` drawn from ``(seed, epoch)``, so window boundaries move between epochs. The first batch of an
-    epoch has ``reset=True`` (start from a fresh state). Resumable like the other loaders.
+    epoch has ``reset=True`` (start from a fresh state). One process (the streams are not sharded); position
+    and state are an ``EpochCursor``'s (``favor.data.cursor``) over the window numbers ``k``.
     """
 
     def __init__(self, tokens: np.ndarray, *, batch_size: int, window: int, seed: int = 0) -> None:
-        self.tokens, self.batch_size, self.window, self.seed = tokens, batch_size, window, seed
-        self.epoch = 0
-        self.position = 0
+        self.tokens, self.batch_size, self.window = tokens, batch_size, window
+        # Every epoch has the same number of windows: enough stream for any offset in [0, W).
+        n_windows = max(0, ((len(tokens) - window - 1) // batch_size) // window)
+        self.cursor: EpochCursor[int] = EpochCursor(
+            lambda _epoch: range(n_windows), seed=seed, owner="StreamBatchLoader"
+        )
         if len(self) == 0:
             raise ValueError(
                 f"{len(tokens)} training tokens give no window of {window} for {batch_size} streams; "
@@ -237,8 +243,6 @@ class StreamBatchLoader:
             )
 
     def _offset(self, epoch: int) -> int:
-        from favor.data.seeding import derive_seed
-
         return int(derive_seed(self.seed, epoch) % self.window)
 
     def _streams(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -248,32 +252,19 @@ class StreamBatchLoader:
         labels = tokens[1 : self.batch_size * length + 1].reshape(self.batch_size, length)
         return inputs, labels
 
-    def __len__(self) -> int:
-        return ((len(self.tokens) - self.window - 1) // self.batch_size) // self.window
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch = self.epoch
-        inputs, labels = self._streams(epoch)
+        inputs, labels = self._streams(self.epoch)
         w = self.window
-        while self.position < len(self):
-            k = self.position
-            self.position += 1
+        for k in self.cursor.run():
             yield {
                 "input_ids": torch.from_numpy(np.ascontiguousarray(inputs[:, k * w : (k + 1) * w])),
                 "padding_mask": torch.zeros(self.batch_size, w, dtype=torch.bool),
                 "labels": torch.from_numpy(np.ascontiguousarray(labels[:, k * w : (k + 1) * w])),
                 "reset": k == 0,
             }
-        self.epoch = epoch + 1
-        self.position = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.position = epoch, 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "world_size": 1}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"StreamBatchLoader.load_state_dict: saved seed {state['seed']} != {self.seed}")
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        """``{"epoch", "position", "seed", "world_size"}``: one process, so no rank (as ever)."""
+        state = super().state_dict()
+        del state["rank"]
+        return state

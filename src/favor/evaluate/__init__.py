@@ -1,13 +1,14 @@
-"""Evaluation: language-model metrics with a unigram baseline on the same targets, evaluation data, runs.
+"""Evaluation: language-model and task metrics with baselines on the same targets, evaluation data.
 
-from favor.evaluate import evaluate_run
-metrics = evaluate_run("runs/tiny", data="test.fasta")   # masked_accuracy, perplexity, n_masked, ...
+Evaluating a finished run folder with its source's metrics is `favor.runs.evaluate_run`:
+
+    from favor.runs import evaluate_run
+    metrics = evaluate_run("runs/tiny", data="test.fasta")   # masked_accuracy, perplexity, n_masked, ...
 """
 
 from favor.evaluate.baseline import UNIGRAM_FILE, UnigramBaseline
 from favor.evaluate.data import EVAL_MASK_SEED, build_dataset, build_eval_loader, load_corpus
 from favor.evaluate.metrics import LMStats, evaluate_lm, score_logits, token_cross_entropy
-from favor.evaluate.run import evaluate_run
 
 __all__ = [
     "EVAL_MASK_SEED",
@@ -17,7 +18,6 @@ __all__ = [
     "build_dataset",
     "build_eval_loader",
     "evaluate_lm",
-    "evaluate_run",
     "load_corpus",
     "score_logits",
     "token_cross_entropy",

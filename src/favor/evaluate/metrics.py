@@ -1,10 +1,10 @@
 """Language-model metrics on labelled batches: accuracy, cross-entropy and perplexity of the predicted tokens,
 with the unigram baseline scored on exactly the same targets.
 
-Labels follow `favor.data`: -100 is ignored; masked LM labels hold the original residue at masked positions;
-causal LM labels are already shifted (``labels[t] = tokens[t + 1]``), so the logits at position t are scored
-against ``labels[t]`` directly, never shifted again. The model is called without labels and the loss is
-computed here, so the metrics do not depend on how a model computes its own loss.
+Labels follow the one convention of `favor.models.losses`: aligned with the logits, -100 (and padding)
+ignored; masked LM labels hold the original residue at masked positions; causal LM labels are already
+shifted (``labels[t] = tokens[t + 1]``), so the logits at position t are scored against ``labels[t]``. The
+loss is `favor.models.task_loss_sum`, the same number as the model's own ``out.loss`` and the trainer's.
 """
 
 from __future__ import annotations
@@ -15,28 +15,27 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from favor.data.masking import IGNORE_INDEX
+from favor.models.losses import target_mask, task_loss_sum
 
 __all__ = ["LMStats", "score_logits", "evaluate_lm", "token_cross_entropy"]
 
+# mlm and clm score their (aligned) labels by one rule; either name selects it.
+_LM_TASK = "mlm"
 
-def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of float32 cross-entropy over labelled positions, and their count.
+
+def token_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, *, padding_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of float32 cross-entropy over labelled positions, and their count (`task_loss_sum` of an LM).
 
     Args:
         logits: ``(B, L, V)``.
         labels: ``(B, L)``, -100 where nothing is predicted.
+        padding_mask: ``(B, L)``, True at padding (never scored), or None.
     """
-    keep = labels != IGNORE_INDEX
-    losses = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]),
-        labels.masked_fill(~keep, 0).reshape(-1),
-        reduction="none",
-    )
-    return (losses * keep.reshape(-1)).sum(), keep.sum()
+    return task_loss_sum(_LM_TASK, logits, labels, padding_mask=padding_mask)
 
 
 @dataclass
@@ -102,11 +101,17 @@ def _exp(x: float) -> float:
     return math.exp(x) if x < 700 else float("inf")
 
 
-def score_logits(logits: torch.Tensor, labels: torch.Tensor, unigram_log_probs: torch.Tensor) -> LMStats:
+def score_logits(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    unigram_log_probs: torch.Tensor,
+    *,
+    padding_mask: torch.Tensor | None = None,
+) -> LMStats:
     """Stats of one batch: model ``logits`` ``(B, L, V)`` and the unigram baseline on the same ``labels``."""
-    keep = labels != IGNORE_INDEX
+    keep = target_mask(_LM_TASK, labels, padding_mask=padding_mask)
     targets = labels[keep]  # (N,)
-    loss_sum, count = token_cross_entropy(logits, labels)
+    loss_sum, count = token_cross_entropy(logits, labels, padding_mask=padding_mask)
     predicted = logits[keep].argmax(dim=-1)
     unigram = unigram_log_probs.to(device=labels.device, dtype=torch.float64)
     return LMStats(
@@ -144,7 +149,7 @@ def evaluate_lm(
             labels = batch["labels"].to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(input_ids, padding_mask=padding_mask).logits
-            stats.add(score_logits(logits, labels, unigram_log_probs))
+            stats.add(score_logits(logits, labels, unigram_log_probs, padding_mask=padding_mask))
     finally:
         model.train(was_training)
     return stats

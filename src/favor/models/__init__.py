@@ -6,6 +6,7 @@ Seq2SeqModel(config)                        task "seq2seq": encoder + causal dec
 build_model(config)                         whichever of the two the config describes
 save_pretrained(model, folder), load_pretrained(folder)
 generate(model, prompt_ids, max_new_tokens=...)
+task_loss(task, logits, labels), task_loss_sum(...)   the one loss; labels aligned with the logits
 """
 
 from favor.models.base import Backbone
@@ -21,7 +22,7 @@ from favor.models.config import (
 )
 from favor.models.factory import build_backbone, build_head
 from favor.models.generation import generate, sample_next_token
-from favor.models.losses import IGNORE_INDEX, task_loss
+from favor.models.losses import IGNORE_INDEX, target_mask, task_loss, task_loss_sum
 from favor.models.model import SequenceModel
 from favor.models.outputs import DecodingState, ModelOutput
 from favor.models.pretrained import load_config, load_pretrained, save_pretrained
@@ -49,5 +50,7 @@ __all__ = [
     "load_pretrained",
     "sample_next_token",
     "save_pretrained",
+    "target_mask",
     "task_loss",
+    "task_loss_sum",
 ]

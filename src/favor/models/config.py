@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from favor.ops import KERNEL_NAMES as KERNELS
+
 BACKBONES = ("performer", "transformer", "linformer", "rnn", "lstm", "gru", "cnn")
 ATTENTION_BACKBONES = ("performer", "transformer", "linformer")
 RECURRENT_BACKBONES = ("rnn", "lstm", "gru")
@@ -31,7 +33,6 @@ SEQ2SEQ_BACKBONES = ("performer", "transformer", "lstm")
 MODEL_TASKS = (*TASKS, SEQ2SEQ_TASK)
 # Tasks whose head gives one output per position: these are the ones incremental decoding can serve.
 PER_POSITION_TASKS = ("mlm", "clm", "token_classification", "token_regression")
-KERNELS = ("softmax", "softmax_hyperbolic", "softmax_trig", "relu")
 NORMS = ("chi", "sqrt_d")
 POSITIONS = ("learned", "rotary", "none")
 POOLINGS = ("mean", "cls")

@@ -77,7 +77,9 @@ class SequenceModel(nn.Module):
         Args:
             input_ids: ``(B, L)`` token ids (or `input_values` ``(B, L, input_dim)`` for real-valued inputs).
             padding_mask: ``(B, L)`` bool, True at padding, or None. Padding never changes real positions.
-            labels: see `favor.models.losses.task_loss` for the shape per task; -100 is ignored.
+            labels: aligned with the logits, ``labels[:, t]`` the target of position t; for clm that is the
+                next token, so build them with `favor.data.causal_lm_labels` (the model does not shift).
+                Shapes per task: `favor.models.losses.task_loss_sum`; -100 and padding are ignored.
             output_hidden_states: return all ``n_layers + 1`` states.
             repr_layers: return only these states (0 = embeddings, n_layers = final; negative counts back).
             segment_ids: ``(B, L)`` integers for packed rows (several proteins per row): tokens attend only

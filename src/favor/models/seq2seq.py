@@ -124,7 +124,7 @@ class Seq2SeqModel(nn.Module):
         )
         loss = None
         if labels is not None:
-            loss = task_loss("token_classification", logits, labels, padding_mask=decoder_padding_mask)
+            loss = task_loss(SEQ2SEQ_TASK, logits, labels, padding_mask=decoder_padding_mask)
         return ModelOutput(logits=logits, loss=loss)
 
     def init_state(self, source: EncodedSource) -> Seq2SeqState:

@@ -6,33 +6,20 @@ True at padding (the PyTorch convention).
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from favor.ops.causal import FavorState, causal_attention
 from favor.ops.common import keep_mask
 from favor.ops.features import get_kernel
-from favor.ops.naive import naive_causal_attention, naive_noncausal_attention
+from favor.ops.inputs import check_qkv, full_precision
+from favor.ops.naive import naive_favor_attention
 from favor.ops.noncausal import noncausal_attention
-from favor.ops.segments import check_segment_ids, segment_layout
+from favor.ops.segments import attend_per_segment
 
 __all__ = ["favor_attention", "favor_attention_step"]
 
+# "naive" is an alias of the plain twin, favor.ops.naive_favor_attention (kept for callers that use it).
 MODES = ("fast", "naive")
-
-
-def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(
-            "q, k, v must be (batch, heads, length, head_dim); "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if q.shape != k.shape or k.shape[:3] != v.shape[:3]:
-        raise ValueError(
-            f"q and k must match and v must share (batch, heads, length); "
-            f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
 
 
 def _fixed(projection: torch.Tensor | None) -> torch.Tensor | None:
@@ -40,19 +27,10 @@ def _fixed(projection: torch.Tensor | None) -> torch.Tensor | None:
     if projection is not None and projection.requires_grad and torch.is_grad_enabled():
         raise ValueError(
             "the fast FAVOR+ path does not differentiate through the projection; pass a projection that "
-            "does not require grad (it is a fixed random draw) or use mode='naive'"
+            "does not require grad (it is a fixed random draw) or use the plain twin, "
+            "favor.ops.naive_favor_attention"
         )
     return projection
-
-
-@contextlib.contextmanager
-def _full_precision(q: torch.Tensor):
-    """Features, exponentials and sums run in float32 (or float64), whatever autocast or the inputs say.
-
-    Half-precision exp and long sums lose too much; the result is cast back to the input dtype.
-    """
-    with torch.autocast(device_type=q.device.type, enabled=False):
-        yield torch.float64 if q.dtype == torch.float64 else torch.float32
 
 
 def favor_attention(
@@ -83,8 +61,10 @@ def favor_attention(
         chunk_size: positions per chunk of the causal path.
         tile_size: rows per tile of the fast paths (default: sized so a tile's features fit in cache;
             causal: rounded to a multiple of ``chunk_size``). Changes speed, not results.
-        mode: "fast" (default) or "naive" (plain twin with an explicit (L, L) matrix or prefix sums; tests).
-            The fast path gives no gradient to ``projection`` (a fixed random draw); "naive" does.
+        mode: "fast" (default), or "naive": an alias that returns
+            :func:`favor.ops.naive_favor_attention` (the plain twin: an explicit (L, L) matrix or prefix
+            sums) of the same arguments. The fast path gives no gradient to ``projection`` (a fixed random
+            draw); the twin does.
         segment_ids: ``(batch, length)`` integers for packed rows: a query attends only to keys of its own
             row and segment id (bidirectional: per-segment key sums and stabilizers; causal: the prefix
             state restarts at each segment's first position). Equal to running each segment alone; the
@@ -95,36 +75,29 @@ def favor_attention(
         ``(batch, heads, length, head_dim)`` in the dtype of ``v``.
 
     Time O(L m d); memory O(L d + m d) bidirectional, O(L (d + C) + (L / R) m d) causal for tiles of R
-    rows and chunks of C (features are never stored: see :mod:`favor.ops.common`). ``mode="naive"`` is
-    O(L^2) / O(L m d).
+    rows and chunks of C (features are never stored: see :mod:`favor.ops.common`). The twin
+    (``mode="naive"``) is O(L^2) / O(L m d).
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    options = {"causal": causal, "kernel": kernel, "chunk_size": chunk_size, "tile_size": tile_size}
+    if mode == "naive":
+        return naive_favor_attention(
+            q, k, v, projection, key_padding_mask=key_padding_mask, segment_ids=segment_ids, **options
+        )
     if segment_ids is not None:
-        check_segment_ids(segment_ids, q)
-        keep_mask(key_padding_mask, q)  # validates the mask
-        layout = segment_layout(segment_ids, key_padding_mask)
-        if not layout.sources:  # every position is padding
-            return torch.zeros_like(v)
-        options = {"causal": causal, "kernel": kernel, "chunk_size": chunk_size, "tile_size": tile_size}
-        pieces = [
-            favor_attention(*parts, projection, key_padding_mask=pad, mode=mode, **options)
-            for *parts, pad in zip(
-                layout.split(q), layout.split(k), layout.split(v), layout.padding, strict=True
-            )
-        ]
-        return layout.merge(pieces)
+
+        def alone(q, k, v, padding):
+            return favor_attention(q, k, v, projection, key_padding_mask=padding, **options)
+
+        return attend_per_segment(alone, q, k, v, segment_ids, key_padding_mask)
     keep = keep_mask(key_padding_mask, q)
     feature_kernel = get_kernel(kernel, projection)
-    with _full_precision(q) as dtype:
+    with full_precision(q) as dtype:
         q32, k32, v32 = (t.to(dtype) for t in (q, k, v))
         projection = None if projection is None else projection.to(device=q.device, dtype=dtype)
-        if mode == "naive":
-            twin = naive_causal_attention if causal else naive_noncausal_attention
-            keys = feature_kernel.forward(k32, projection)
-            out = twin(feature_kernel.forward(q32, projection).base, keys, v32, keep)
-        elif causal:
+        if causal:
             out, _ = causal_attention(
                 q32,
                 k32,
@@ -163,9 +136,9 @@ def favor_attention_step(
         outputs ``(batch, heads, T, head_dim)`` (each new position sees the state plus new positions up to
         itself) and the new state. One new token costs O(m d) per head, whatever the context length.
     """
-    _check_qkv(q, k, v)
+    check_qkv(q, k, v)
     feature_kernel = get_kernel(kernel, projection)
-    with _full_precision(q) as dtype:
+    with full_precision(q) as dtype:
         q32, k32, v32 = (t.to(dtype) for t in (q, k, v))
         projection = None if projection is None else projection.to(device=q.device, dtype=dtype)
         out, state = causal_attention(

@@ -118,9 +118,24 @@ class _Tile:
     """One tile's recomputable pieces, chunk-major: features, frames, weights, values, chunk states."""
 
     def __init__(
-        self, kernel, q, k, v, projection, keep, start, end, chunk, start_frame, carried, ws, recorded=None
+        self,
+        kernel,
+        q,
+        k,
+        v,
+        projection,
+        weight,
+        keep,
+        start,
+        end,
+        chunk,
+        start_frame,
+        carried,
+        ws,
+        recorded=None,
     ):
-        """``recorded``: the forward pass's ``(frames, decays, query offsets, key offsets)`` for these
+        """``weight``: the kernel's weight for ``projection``, built once per sweep by the caller;
+        ``recorded``: the forward pass's ``(frames, decays, query offsets, key offsets)`` for these
         chunks, or None (forward: computed here)."""
         frames, decays, q_offset, k_offset = (None,) * 4 if recorded is None else recorded
         # Contiguous chunk-major copies: every later op then runs on dense memory.
@@ -131,9 +146,9 @@ class _Tile:
         keep_c = None if keep is None else _chunks(keep, start, end, chunk, False)  # (n, B, 1, C)
         nb_features = kernel.nb_features(projection, q.shape[-1])
         query_out = ws.take("query", *q_c.shape[:-1], nb_features)
-        self.query = kernel.forward(q_c, projection, query_out, offset=q_offset, scale=False)
+        self.query = kernel.forward(q_c, projection, query_out, offset=q_offset, scale=False, weight=weight)
         keys_out = ws.take("keys", *q_c.shape[:-1], nb_features)
-        self.keys = key_tile(kernel, self.k_rows, projection, keep_c, keys_out, k_offset)
+        self.keys = key_tile(kernel, self.k_rows, projection, keep_c, keys_out, k_offset, weight=weight)
         pad = -(end - start) % chunk
         if pad:  # the rows padding the last chunk are not keys
             self.keys.log_scale[-1, ..., chunk - pad :] = float("-inf")
@@ -183,6 +198,7 @@ class _Causal(torch.autograd.Function):
         carried, frame = initial_context, initial_frame
         frames, decays = [], []
         ws = Workspace(v)
+        weight = kernel.weight(projection, v)  # built once for every tile
         # Kept for the backward when there will be one, chunk-major: the masked chunk scores (L C floats
         # per head, cheaper to keep than the chunk products that would recompute them) and the feature
         # maps' row maxima (L floats per head; the backward need not take them again).
@@ -196,7 +212,7 @@ class _Causal(torch.autograd.Function):
         for index, (start, end) in enumerate(tiles):
             start_contexts[index].copy_(carried)
             start_frames[index].copy_(frame)
-            tile = _Tile(kernel, q, k, v, projection, keep, start, end, chunk, frame, carried, ws)
+            tile = _Tile(kernel, q, k, v, projection, weight, keep, start, end, chunk, frame, carried, ws)
             n = tile.frames.shape[0]
             here = slice(done, done + n)
             done += n
@@ -249,6 +265,7 @@ class _Causal(torch.autograd.Function):
         running = torch.zeros_like(start_contexts[0]) if grad_final is None else grad_final
         n_done = frames.shape[0]
         ws = Workspace(v)
+        weight = kernel.weight(projection, v)
         for index in range(len(ctx.tiles) - 1, -1, -1):
             start, end = ctx.tiles[index]
             n = -(-(end - start) // chunk)
@@ -261,6 +278,7 @@ class _Causal(torch.autograd.Function):
                 k,
                 v,
                 projection,
+                weight,
                 keep,
                 start,
                 end,
@@ -308,10 +326,19 @@ class _Causal(torch.autograd.Function):
                 grad_q_base,
                 None,
                 out=ws.take("grad_q", *tile.q_rows.shape),
+                weight=weight,
             )
             _write(grad_q, start, end, grad_q_rows)
             grad_k_rows, grad_v_rows = key_tile_backward(
-                kernel, tile.k_rows, tile.v_rows, projection, tile.keys, grad_k_base, grad_v_aug, ws
+                kernel,
+                tile.k_rows,
+                tile.v_rows,
+                projection,
+                tile.keys,
+                grad_k_base,
+                grad_v_aug,
+                ws,
+                weight=weight,
             )
             _write(grad_k, start, end, grad_k_rows)
             _write(grad_v, start, end, grad_v_rows)

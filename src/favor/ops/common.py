@@ -7,6 +7,10 @@ value column, gives the denominator from the same matrix product:
     V_aug = [w * V, w]            (batch, heads, length, d + 1)
     out_aug = Q' (K'^T V_aug)     numerator in [..., :d], denominator in [..., d]
 
+The bidirectional stabilizer ``c`` is one value per (batch, head), the max of ``log_scale`` over real keys
+(:func:`noncausal_key_weights`; the tiled path reaches the same weights with a running max); the causal
+path's is the running max up to each chunk (see :mod:`favor.ops.causal`).
+
 **Tiles.** The fast paths never hold an ``(L, M)`` feature tensor: they sweep over tiles of rows sized so
 that a tile's features (``batch * heads * rows * M`` floats) stay in a core's L2 cache, and the backward
 pass recomputes each tile's features rather than storing them. Each sweep copies a tile's rows into
@@ -26,7 +30,7 @@ import torch
 
 from favor.ops.features import Features, Kernel
 
-__all__ = ["augment_values", "keep_mask", "tile_rows"]
+__all__ = ["augment_values", "keep_mask", "noncausal_key_weights", "tile_rows"]
 
 # Elements of one (batch * heads, rows, features) tile per CPU thread: 2 MiB of float32, about one core's
 # L2 cache (each thread works on its share of the tile). On CUDA tiles are only there to bound memory, and
@@ -61,6 +65,24 @@ def augment_values(v: torch.Tensor, weights: torch.Tensor, out: torch.Tensor | N
     torch.mul(v, w, out=out[..., :-1])
     out[..., -1:].copy_(w)
     return out
+
+
+def noncausal_key_weights(keys: Features, keep: torch.Tensor | None) -> torch.Tensor:
+    """Per-key weights ``keep_j * exp(log_scale_j - c)`` with one stabilizer ``c`` per (batch, head).
+
+    ``c`` is the max of ``log_scale`` over real keys only, so padding never moves it. Returns ``(B, H, L)``.
+    """
+    base = keys.base
+    if keys.log_scale is None:
+        weights = base.new_ones(base.shape[:-1])
+        return weights if keep is None else weights * keep
+    log_scale = keys.log_scale
+    if keep is not None:
+        log_scale = log_scale.masked_fill(~keep, float("-inf"))
+    # A shared constant cancels in numerator and denominator, so it carries no gradient.
+    stabilizer = log_scale.detach().amax(dim=-1, keepdim=True)
+    stabilizer = torch.nan_to_num(stabilizer, neginf=0.0)  # all keys padded: any finite value will do
+    return torch.exp(log_scale - stabilizer)
 
 
 def tile_rows(
@@ -208,13 +230,16 @@ def key_tile(
     keep: torch.Tensor | None,
     out: torch.Tensor | None = None,
     offset: torch.Tensor | None = None,
+    *,
+    weight: torch.Tensor | None = None,
 ) -> KeyTile:
     """Key features for a tile ``k`` ``(B, H, R, d)``; ``keep`` ``(B, 1, R)`` True at real keys, or None.
 
     ``out``: optional scratch for the features (see :class:`Workspace`); ``offset``: the features'
-    ``offset`` from an earlier call on the same keys (see :class:`favor.ops.features.Features`).
+    ``offset`` from an earlier call on the same keys (see :class:`favor.ops.features.Features`);
+    ``weight``: the kernel's weight, built once per sweep by the caller (see :meth:`Kernel.weight`).
     """
-    features = kernel.forward(k, projection, out, offset=offset)
+    features = kernel.forward(k, projection, out, offset=offset, weight=weight)
     log_scale = features.log_scale if features.log_scale is not None else k.new_zeros(k.shape[:-1])
     if keep is not None:
         log_scale = log_scale.masked_fill(~keep, float("-inf"))
@@ -230,10 +255,12 @@ def key_tile_backward(
     grad_base: torch.Tensor,
     grad_v_aug: torch.Tensor,
     ws: Workspace | None = None,
+    *,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of the tile's keys and values from those of its features and augmented values.
 
-    With ``ws`` they live in its "grad_k" and "grad_v" buffers.
+    With ``ws`` they live in its "grad_k" and "grad_v" buffers; ``weight`` as in :func:`key_tile`.
     """
     w = tile.weights.unsqueeze(-1)
     grad_v_weighted = grad_v_aug[..., :-1]
@@ -246,5 +273,5 @@ def key_tile_backward(
         product = torch.mul(grad_v, v, out=_take(ws, "product", v, *v.shape))
         grad_log_scale = product.sum(-1).addcmul_(grad_v_aug[..., -1], tile.weights)
     out = None if ws is None else ws.take("grad_k", *k.shape)
-    grad_k = kernel.backward(k, projection, tile.features, grad_base, grad_log_scale, out=out)
+    grad_k = kernel.backward(k, projection, tile.features, grad_base, grad_log_scale, out=out, weight=weight)
     return grad_k, grad_v

@@ -14,8 +14,9 @@ with the per-key weight ``w_j = keep_j * exp(log_scale_j - c)`` of the bidirecti
 source length. Padded keys have weight 0: they leave the numerator and the denominator exactly, so the
 result equals the same computation on the source with its padded positions removed.
 
-`favor_cross_attention` is the whole op; ``mode="naive"`` is its plain twin, the explicit ``(L_q, L_k)``
-matrix of `favor.ops.naive` (tests compare the two on outputs and gradients).
+`favor_cross_attention` is the whole op; its plain twin, the explicit ``(L_q, L_k)`` matrix, is
+`favor.ops.naive.naive_favor_cross_attention` (tests compare the two on outputs and gradients), which
+``mode="naive"`` returns as an alias.
 """
 
 from __future__ import annotations
@@ -23,29 +24,12 @@ from __future__ import annotations
 import torch
 
 from favor.ops.attention import MODES
-from favor.ops.common import augment_values, divide, keep_mask
+from favor.ops.common import augment_values, divide, keep_mask, noncausal_key_weights
 from favor.ops.features import get_kernel
-from favor.ops.naive import naive_noncausal_attention, noncausal_key_weights
+from favor.ops.inputs import check_cross_qkv, full_precision
+from favor.ops.naive import naive_favor_cross_attention
 
 __all__ = ["favor_cross_attention", "favor_cross_context", "favor_cross_read"]
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    # Features, exponentials and sums in float32 (float64 stays float64), as in favor.ops.attention.
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def _check(q: torch.Tensor | None, k: torch.Tensor, v: torch.Tensor) -> None:
-    if k.dim() != 4 or v.dim() != 4 or k.shape[:3] != v.shape[:3]:
-        raise ValueError(
-            f"k and v must be (batch, heads, L_k, head_dim) with equal (batch, heads, L_k); got "
-            f"{tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if q is not None and (q.dim() != 4 or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]):
-        raise ValueError(
-            f"q must be (batch, heads, L_q, head_dim) with the batch, heads and head_dim of k; got "
-            f"{tuple(q.shape)} and {tuple(k.shape)}"
-        )
 
 
 def favor_cross_context(
@@ -60,11 +44,10 @@ def favor_cross_context(
 
     Computed once per source; `favor_cross_read` turns queries into outputs with it. Differentiable.
     """
-    _check(None, k, v)
+    check_cross_qkv(None, k, v)
     feature_kernel = get_kernel(kernel, projection)
     keep = keep_mask(key_padding_mask, k)  # (B, 1, L_k), True at real keys
-    dtype = _compute_dtype(v)
-    with torch.autocast(device_type=k.device.type, enabled=False):
+    with full_precision(v) as dtype:
         k32, v32 = k.to(dtype), v.to(dtype)
         projection = None if projection is None else projection.to(device=k.device, dtype=dtype)
         keys = feature_kernel.forward(k32, projection)
@@ -106,22 +89,17 @@ def favor_cross_attention(
         q: ``(batch, heads, L_q, head_dim)``; k, v: ``(batch, heads, L_k, head_dim)``.
         projection: ``(nb_features, head_dim)`` (`favor.ops.random_projection`); None only for "relu".
         key_padding_mask: ``(batch, L_k)`` bool, True at padded keys (excluded exactly).
-        mode: "fast" (the context form, O((L_q + L_k) M d)) or "naive" (the explicit matrix, O(L_q L_k M)).
+        mode: "fast" (the context form, O((L_q + L_k) M d)), or "naive": an alias that returns
+            :func:`favor.ops.naive_favor_cross_attention` (the explicit matrix, O(L_q L_k M)).
 
     Returns ``(batch, heads, L_q, head_dim)`` in ``q``'s dtype. A query whose keys are all padding gets 0.
     """
-    _check(q, k, v)
+    check_cross_qkv(q, k, v)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "fast":
-        context = favor_cross_context(k, v, projection, kernel=kernel, key_padding_mask=key_padding_mask)
-        return favor_cross_read(q, context, projection, kernel=kernel)
-    feature_kernel = get_kernel(kernel, projection)
-    keep = keep_mask(key_padding_mask, k)
-    dtype = _compute_dtype(v)
-    with torch.autocast(device_type=q.device.type, enabled=False):
-        q32, k32, v32 = (t.to(dtype) for t in (q, k, v))
-        projection = None if projection is None else projection.to(device=q.device, dtype=dtype)
-        query = feature_kernel.forward(q32, projection, scale=False).base
-        keys = feature_kernel.forward(k32, projection)
-        return naive_noncausal_attention(query, keys, v32, keep).to(q.dtype)
+    if mode == "naive":
+        return naive_favor_cross_attention(
+            q, k, v, projection, kernel=kernel, key_padding_mask=key_padding_mask
+        )
+    context = favor_cross_context(k, v, projection, kernel=kernel, key_padding_mask=key_padding_mask)
+    return favor_cross_read(q, context, projection, kernel=kernel)

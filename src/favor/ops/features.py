@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Features", "Kernel", "KERNELS", "feature_map", "RELU_EPSILON"]
+__all__ = ["Features", "Kernel", "KERNELS", "KERNEL_NAMES", "feature_map", "RELU_EPSILON"]
 
 # Added to ReLU features so that no query sees an all-zero key set (a zero denominator).
 RELU_EPSILON = 1e-3
@@ -51,33 +51,16 @@ class Features:
     offset: torch.Tensor | None = None
 
 
-# The last weight _scaled_projection built, per variant: (projection, key, weight).
-_LAST_WEIGHT: dict[bool, tuple[torch.Tensor, tuple, torch.Tensor]] = {}
-
-
 def _scaled_projection(projection: torch.Tensor, x: torch.Tensor, *, stacked: bool = False) -> torch.Tensor:
     """``W d^-1/4`` (``[W; -W] d^-1/4`` when ``stacked``) in ``x``'s dtype.
 
-    Scaling W by d^-1/4 is the same as scaling x, on an (m, d) matrix instead of (B, H, L, d). The tiled
-    ops call the kernels several times per tile with one projection, so while autograd is off (as inside
-    their forward and backward) the last weight is reused for the same projection tensor, unless that
-    tensor was modified in place since (its version counter says so).
+    Scaling W by d^-1/4 is the same as scaling x, on an (m, d) matrix instead of (B, H, L, d).
     """
     head_dim = x.shape[-1]
     if projection.shape[-1] != head_dim:
         raise ValueError(f"projection has {projection.shape[-1]} columns but head_dim is {head_dim}")
-    reuse = not torch.is_grad_enabled() and not projection.is_inference()
-    if reuse:
-        key = (projection._version, x.dtype, x.device, head_dim)
-        last = _LAST_WEIGHT.get(stacked)
-        if last is not None and last[0] is projection and last[1] == key:
-            return last[2]
     weight = projection.to(x.dtype) * head_dim**-0.25
-    if stacked:
-        weight = torch.cat([weight, -weight])
-    if reuse:
-        _LAST_WEIGHT[stacked] = (projection, key, weight)
-    return weight
+    return torch.cat([weight, -weight]) if stacked else weight
 
 
 def _project(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -115,6 +98,10 @@ class Kernel:
     such as the stabilizing row max are treated as constants: they cancel from ``base * exp(log_scale)``.
     ``backward`` may overwrite ``grad_base`` (it is a scratch buffer of the caller's); ``out``: optional
     contiguous buffer of ``x``'s shape for the result.
+
+    Both build the kernel's weight (:meth:`weight`, the scaled projection) from ``projection`` on each
+    call. A caller that calls them many times with one projection (the tiled ops, once per tile) builds
+    it once and passes it as ``weight=``: the caller owns that state, and nothing is cached here.
     """
 
     name: str
@@ -125,6 +112,10 @@ class Kernel:
         """M, the number of features per row."""
         return head_dim if projection is None else projection.shape[0]
 
+    def weight(self, projection: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+        """The ``(M', d)`` matrix ``x`` is multiplied by, ``W d^-1/4``, in ``like``'s dtype (None: none)."""
+        return None if projection is None else _scaled_projection(projection, like)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -133,12 +124,14 @@ class Kernel:
         *,
         offset: torch.Tensor | None = None,
         scale: bool = True,
+        weight: torch.Tensor | None = None,
     ) -> Features:
         """Features of ``x``.
 
         out: optional contiguous ``(..., M)`` scratch buffer the kernel may use.
         offset: a ``Features.offset`` from an earlier call on the same ``x`` (skips the row max).
         scale: False skips ``log_scale`` (queries: a per-row factor cancels in ``D^-1 Q' (K'^T V)``).
+        weight: ``self.weight(projection, x)`` built by the caller, or None to build it here.
         """
         raise NotImplementedError
 
@@ -150,8 +143,15 @@ class Kernel:
         grad_base: torch.Tensor,
         grad_log_scale: torch.Tensor | None,
         out: torch.Tensor | None = None,
+        *,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
+
+    def _weight(
+        self, projection: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        return self.weight(projection, x) if weight is None else weight
 
 
 class ExpKernel(Kernel):
@@ -165,11 +165,11 @@ class ExpKernel(Kernel):
     def nb_features(self, projection: torch.Tensor | None, head_dim: int) -> int:
         return projection.shape[0] * (2 if self.hyperbolic else 1)
 
-    def _weight(self, projection: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return _scaled_projection(projection, x, stacked=self.hyperbolic)
+    def weight(self, projection, like):
+        return _scaled_projection(projection, like, stacked=self.hyperbolic)
 
-    def forward(self, x, projection, out=None, *, offset=None, scale=True):
-        logits = _project(x, self._weight(projection, x), out)
+    def forward(self, x, projection, out=None, *, offset=None, scale=True, weight=None):
+        logits = _project(x, self._weight(projection, x, weight), out)
         # The row max is a constant offset (no gradient): base * exp(log_scale) is exactly
         # exp(logits - |x|^2/2). In place on the matmul output (not saved by autograd): one pass, not two.
         row_max = logits.detach().amax(dim=-1) if offset is None else offset
@@ -177,9 +177,9 @@ class ExpKernel(Kernel):
         log_scale = row_max - _half_sq_norm(x) if scale else None
         return Features(base=base, log_scale=log_scale, offset=row_max)
 
-    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None):
+    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None, *, weight=None):
         # d base / d logits = base (row max constant); d log_scale / d x = -x / sqrt(d).
-        grad_x = torch.matmul(grad_base.mul_(features.base), self._weight(projection, x), out=out)
+        grad_x = torch.matmul(grad_base.mul_(features.base), self._weight(projection, x, weight), out=out)
         if grad_log_scale is not None:
             _add_half_sq_norm_grad(grad_x, x, grad_log_scale, -1.0)
         return grad_x
@@ -193,16 +193,16 @@ class TrigKernel(Kernel):
     def nb_features(self, projection: torch.Tensor | None, head_dim: int) -> int:
         return 2 * projection.shape[0]
 
-    def forward(self, x, projection, out=None, *, offset=None, scale=True):
-        wx = _project(x, _scaled_projection(projection, x))
+    def forward(self, x, projection, out=None, *, offset=None, scale=True, weight=None):
+        wx = _project(x, self._weight(projection, x, weight))
         base = torch.cat([torch.sin(wx), torch.cos(wx)], dim=-1)
         return Features(base=base, log_scale=_half_sq_norm(x) if scale else None)
 
-    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None):
+    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None, *, weight=None):
         half = features.base.shape[-1] // 2
         sin, cos = features.base[..., :half], features.base[..., half:]
         grad_wx = grad_base[..., :half] * cos - grad_base[..., half:] * sin
-        grad_x = torch.matmul(grad_wx, _scaled_projection(projection, x), out=out)
+        grad_x = torch.matmul(grad_wx, self._weight(projection, x, weight), out=out)
         if grad_log_scale is not None:
             _add_half_sq_norm_grad(grad_x, x, grad_log_scale, 1.0)
         return grad_x
@@ -214,16 +214,18 @@ class ReluKernel(Kernel):
     name = "relu"
     needs_projection = False
 
-    def forward(self, x, projection, out=None, *, offset=None, scale=True):
-        pre = x if projection is None else _project(x, _scaled_projection(projection, x))
+    def forward(self, x, projection, out=None, *, offset=None, scale=True, weight=None):
+        weight = self._weight(projection, x, weight)
+        pre = x if weight is None else _project(x, weight)
         return Features(base=torch.relu(pre) + RELU_EPSILON, log_scale=None)
 
-    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None):
+    def backward(self, x, projection, features, grad_base, grad_log_scale, out=None, *, weight=None):
         # relu(pre) > 0 exactly where base > eps (up to pre below eps's rounding, ~1e-10 in float32).
         grad_pre = grad_base.masked_fill_(features.base <= RELU_EPSILON, 0.0)
-        if projection is None:
+        weight = self._weight(projection, x, weight)
+        if weight is None:
             return grad_pre if out is None else out.copy_(grad_pre)
-        return torch.matmul(grad_pre, _scaled_projection(projection, x), out=out)
+        return torch.matmul(grad_pre, weight, out=out)
 
 
 KERNELS: dict[str, Kernel] = {
@@ -232,6 +234,8 @@ KERNELS: dict[str, Kernel] = {
     "softmax_trig": TrigKernel(),
     "relu": ReluKernel(),
 }
+# The kernel names, in order: the one list of them (favor.models.config validates configs against it).
+KERNEL_NAMES: tuple[str, ...] = tuple(KERNELS)
 
 
 def get_kernel(kernel: str, projection: torch.Tensor | None) -> Kernel:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from favor.ops.common import keep_mask
+from favor.ops.common import keep_mask, noncausal_key_weights
 from favor.ops.features import feature_map
-from favor.ops.naive import noncausal_key_weights
 
 __all__ = ["favor_attention_matrix", "softmax_attention_matrix"]
 
@@ -64,7 +63,7 @@ def favor_attention_matrix(
     """The FAVOR+ estimate of the attention matrix, ``D^-1 Q' K'^T``: ``(batch, heads, L_q, L_k)``.
 
     Query row scales cancel in the ratio; key scales are taken relative to their maximum over real keys
-    (`favor.ops.naive.noncausal_key_weights`), as the attention op does. Signed (trigonometric) features can
+    (`favor.ops.common.noncausal_key_weights`), as the attention op does. Signed (trigonometric) features can
     make a row's denominator ~0 or negative: its sign is kept and its magnitude floored.
     """
     queries = feature_map(q, None if projection is None else projection.to(q.dtype), kernel=kernel)

@@ -24,11 +24,11 @@ from favor.ops.common import (
     divide_backward,
     key_tile,
     key_tile_backward,
+    noncausal_key_weights,
     tile_rows,
     tile_spans,
 )
 from favor.ops.features import Kernel
-from favor.ops.naive import noncausal_key_weights
 
 __all__ = ["noncausal_attention"]
 
@@ -39,25 +39,36 @@ def _rows(t: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
 
 
 def _key_tile(
-    kernel: Kernel, k, projection, keep, offsets, start: int, end: int, ws: Workspace, nb_features: int
+    kernel: Kernel,
+    k,
+    projection,
+    weight,
+    keep,
+    offsets,
+    start: int,
+    end: int,
+    ws: Workspace,
+    nb_features: int,
 ) -> tuple[torch.Tensor, KeyTile]:
     """Keys ``start:end`` (a dense copy in ``ws``) and their :class:`KeyTile`, features in ``ws``.
 
-    ``offsets``: ``(B, H, L)`` feature offsets saved by the forward pass, or None to compute them.
+    ``weight``: the kernel's weight for ``projection``, built once per sweep; ``offsets``: ``(B, H, L)``
+    feature offsets saved by the forward pass, or None to compute them.
     """
     k_tile = ws.dense("k_rows", k[:, :, start:end])
     out = ws.take("keys", *k_tile.shape[:-1], nb_features)
     offset = _rows(offsets, start, end)
-    return k_tile, key_tile(kernel, k_tile, projection, _rows(keep, start, end), out, offset)
+    return k_tile, key_tile(kernel, k_tile, projection, _rows(keep, start, end), out, offset, weight=weight)
 
 
 def _query_tile(
-    kernel: Kernel, q, projection, offsets, start: int, end: int, ws: Workspace, nb_features: int
+    kernel: Kernel, q, projection, weight, offsets, start: int, end: int, ws: Workspace, nb_features: int
 ):
     """Queries ``start:end`` (a dense copy in ``ws``) and their features (no ``log_scale``), in ``ws``."""
     q_tile = ws.dense("q_rows", q[:, :, start:end])
     out = ws.take("query", *q_tile.shape[:-1], nb_features)
-    return q_tile, kernel.forward(q_tile, projection, out, offset=_rows(offsets, start, end), scale=False)
+    offset = _rows(offsets, start, end)
+    return q_tile, kernel.forward(q_tile, projection, out, offset=offset, scale=False, weight=weight)
 
 
 class _Bidirectional(torch.autograd.Function):
@@ -69,13 +80,14 @@ class _Bidirectional(torch.autograd.Function):
         context = v.new_zeros(batch, heads, kernel.nb_features(projection, head_dim), head_dim + 1)
         frame = v.new_full((batch, heads, 1), float("-inf"))  # running max of log_scale over real keys
         nb_features = kernel.nb_features(projection, head_dim)
+        weight = kernel.weight(projection, v)  # built once for every tile of both sweeps
         ws = Workspace(v)
         # The feature maps' row maxima, kept (when there will be a backward) so that it need not take
         # them again.
         keep_offsets = kernel.has_offset and any(ctx.needs_input_grad)
         q_offsets, k_offsets = (v.new_empty(batch, heads, length) if keep_offsets else None for _ in "qk")
         for start, end in tiles:
-            _, tile = _key_tile(kernel, k, projection, keep, None, start, end, ws, nb_features)
+            _, tile = _key_tile(kernel, k, projection, weight, keep, None, start, end, ws, nb_features)
             if k_offsets is not None:
                 k_offsets[:, :, start:end] = tile.features.offset
             new_frame = torch.maximum(frame, tile.log_scale.amax(dim=-1, keepdim=True))
@@ -98,7 +110,7 @@ class _Bidirectional(torch.autograd.Function):
         safe = v.new_empty(batch, heads, length, 1)
         passes = torch.empty(batch, heads, length, 1, dtype=torch.bool, device=v.device)
         for start, end in tiles:
-            _, query = _query_tile(kernel, q, projection, None, start, end, ws, nb_features)
+            _, query = _query_tile(kernel, q, projection, weight, None, start, end, ws, nb_features)
             if q_offsets is not None:
                 q_offsets[:, :, start:end] = query.offset
             out_aug = torch.matmul(
@@ -121,6 +133,7 @@ class _Bidirectional(torch.autograd.Function):
         grad_context = torch.zeros_like(context)
         batch, heads, _, head_dim = v.shape
         nb_features = kernel.nb_features(projection, head_dim)
+        weight = kernel.weight(projection, v)
         ws = Workspace(v)
         for start, end in ctx.tiles:
             rows = slice(start, end)
@@ -131,17 +144,27 @@ class _Bidirectional(torch.autograd.Function):
                 passes[:, :, rows],
                 ws,
             )
-            q_tile, features = _query_tile(kernel, q, projection, q_offsets, start, end, ws, nb_features)
+            q_tile, features = _query_tile(
+                kernel, q, projection, weight, q_offsets, start, end, ws, nb_features
+            )
             bmm_add(grad_context, features.base.transpose(-2, -1), grad_aug)
             grad_base = torch.matmul(
                 grad_aug, context.transpose(-2, -1), out=ws.take("grad_base", *q_tile.shape[:-1], nb_features)
             )
             grad_q[:, :, rows] = kernel.backward(
-                q_tile, projection, features, grad_base, None, out=ws.take("grad_q", *q_tile.shape)
+                q_tile,
+                projection,
+                features,
+                grad_base,
+                None,
+                out=ws.take("grad_q", *q_tile.shape),
+                weight=weight,
             )
         for start, end in ctx.tiles:
             rows = slice(start, end)
-            k_tile, tile = _key_tile(kernel, k, projection, keep, k_offsets, start, end, ws, nb_features)
+            k_tile, tile = _key_tile(
+                kernel, k, projection, weight, keep, k_offsets, start, end, ws, nb_features
+            )
             v_tile = ws.dense("v_rows", v[:, :, rows])
             tile.weigh(v_tile, frame, ws.take("values", *v_tile.shape[:-1], head_dim + 1))
             grad_base = torch.matmul(
@@ -153,7 +176,7 @@ class _Bidirectional(torch.autograd.Function):
                 tile.features.base, grad_context, out=ws.take("grad_values", *tile.v_aug.shape)
             )
             grad_k[:, :, rows], grad_v[:, :, rows] = key_tile_backward(
-                kernel, k_tile, v_tile, projection, tile, grad_base, grad_v_aug, ws
+                kernel, k_tile, v_tile, projection, tile, grad_base, grad_v_aug, ws, weight=weight
             )
         return grad_q, grad_k, grad_v, None, None, None, None
 

@@ -8,6 +8,8 @@ segment). The attention ops honour it by laying the segments out as rows of thei
     pieces = layout.split(q)                    # one (G_b, heads, L_b, d) tensor per length bucket
     out = layout.merge([op(piece, ..., key_padding_mask=layout.padding[b]) for b, piece in ...])
 
+(`attend_per_segment` is that loop, for any op of ``(q, k, v, key_padding_mask)``.)
+
 Segments are grouped into buckets of similar length (each bucket's rows are at most twice as long as its
 shortest segment, so at most half of a bucket is padding), and each bucket is one call of the unpacked op.
 The cost stays O(L) per row, as the op's own: ``split`` and ``merge`` are gathers and scatters of
@@ -22,11 +24,20 @@ rotary and learned positions of packed proteins).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SegmentLayout", "segment_layout", "segment_positions", "check_segment_ids"]
+from favor.ops.common import keep_mask
+
+__all__ = [
+    "SegmentLayout",
+    "attend_per_segment",
+    "check_segment_ids",
+    "segment_layout",
+    "segment_positions",
+]
 
 
 def check_segment_ids(segment_ids: torch.Tensor, like: torch.Tensor) -> None:
@@ -149,3 +160,30 @@ def segment_positions(
 ) -> torch.Tensor:
     """``(batch, length)`` long: each position's index within its segment (0 at padding)."""
     return _within(*_sorted_segments(segment_ids, key_padding_mask), *segment_ids.shape)
+
+
+def attend_per_segment(
+    op: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    segment_ids: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """``op(q, k, v, key_padding_mask)`` run with every segment as a row of its own, merged back.
+
+    q, k, v: ``(batch, heads, length, head_dim)``; ``segment_ids`` and ``key_padding_mask``:
+    ``(batch, length)``, validated here. ``op`` is called once per length bucket, on
+    ``(G_b, heads, L_b, head_dim)`` pieces and their padding. Returns ``(batch, heads, length, head_dim)``,
+    zeros at padded positions.
+    """
+    check_segment_ids(segment_ids, q)
+    keep_mask(key_padding_mask, q)  # validates the mask
+    layout = segment_layout(segment_ids, key_padding_mask)
+    if not layout.sources:  # every position is padding
+        return torch.zeros_like(v)
+    pieces = [
+        op(*parts, pad)
+        for *parts, pad in zip(layout.split(q), layout.split(k), layout.split(v), layout.padding, strict=True)
+    ]
+    return layout.merge(pieces)

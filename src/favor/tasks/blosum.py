@@ -302,7 +302,7 @@ def blosum_cli(
         device: cpu, cuda or cuda:N.
     """
     from favor.folders import load_served_model
-    from favor.train.distributed import resolve_device
+    from favor.inference import resolve_device
 
     served = load_served_model(run_dir, device=resolve_device(device))
     records = list(read_fasta(data))

@@ -162,7 +162,7 @@ def embed_cli(
         max_tokens (N): padded tokens per forward pass.
         device: cpu, cuda or cuda:N.
     """
-    from favor.train.distributed import resolve_device
+    from favor.inference import resolve_device
 
     wanted = set(include or ["mean"]) | ({"per-residue"} if per_residue else set())
     unknown = sorted(wanted - set(INCLUDE))

@@ -258,7 +258,7 @@ def _train_and_test(
 
 
 def _device(name: str) -> torch.device:
-    from favor.train.distributed import resolve_device
+    from favor.inference import resolve_device
 
     return resolve_device(name)
 

@@ -1,4 +1,5 @@
-"""Training: run configs, the loop, optimizer and schedule, checkpoints, distributed setup.
+"""Training: the loop, optimizer and schedule, checkpoints, distributed setup (run configs
+live in `favor.runs`, re-exported here).
 
     from favor.train import load_run_config, train_run
     config = load_run_config("configs/protein_mlm_tiny.yaml", overrides=["train.max_steps=100"])
@@ -7,8 +8,7 @@
 The same call under ``torchrun --nproc_per_node=N`` trains with DistributedDataParallel.
 """
 
-from favor.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from favor.train.config import (
+from favor.runs.config import (
     ConfigError,
     DataConfig,
     RunConfig,
@@ -17,9 +17,11 @@ from favor.train.config import (
     load_run_config,
     run_config_from_dict,
 )
+from favor.runs.folder import CONFIG_FILE, MODEL_DIR, SUMMARY_FILE
+from favor.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from favor.train.distributed import DistContext, init_distributed
 from favor.train.optim import WarmupDecay, build_optimizer, build_scheduler, parameter_groups
-from favor.train.run import CONFIG_FILE, MODEL_DIR, SUMMARY_FILE, train_run
+from favor.train.run import train_run
 from favor.train.trainer import Trainer, TrainerState
 
 __all__ = [

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from favor.inference import resolve_device
+
 __all__ = ["DistContext", "init_distributed", "resolve_device"]
 
 
@@ -64,18 +66,6 @@ class DistContext:
         if self.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
             self.initialized_here = False
-
-
-def resolve_device(name: str, *, local_rank: int = 0) -> torch.device:
-    """``auto`` picks ``cuda:<local_rank>`` when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={name!r} but CUDA is not available on this machine")
-        if name == "cuda":
-            return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 def init_distributed(device_name: str = "auto") -> DistContext:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from favor.layers.positions import LearnedPositions
-from favor.train.config import TrainConfig
+from favor.runs.config import TrainConfig
 
 __all__ = ["WarmupDecay", "budget_decay", "build_optimizer", "build_scheduler", "parameter_groups"]
 

@@ -29,17 +29,14 @@ from favor.data.text import VOCAB_FILE
 from favor.evaluate.baseline import UNIGRAM_FILE
 from favor.jsonsafe import json_safe
 from favor.models.pretrained import save_pretrained
+from favor.runs.config import RunConfig
+from favor.runs.folder import CONFIG_FILE, MODEL_DIR, SUMMARY_FILE
 from favor.train.checkpoint import checkpoint_dir, latest_checkpoint
-from favor.train.config import RunConfig
 from favor.train.distributed import DistContext, init_distributed
 from favor.train.monitor import MetricsLog, Progress, plot_loss_curves, read_metrics
 from favor.train.trainer import StepResult, Trainer
 
 __all__ = ["train_run", "describe_metrics", "CONFIG_FILE", "SUMMARY_FILE", "MODEL_DIR"]
-
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
-MODEL_DIR = "model"
 
 
 # Called with (step, validation metrics) after every evaluation on rank 0; may raise to stop the run

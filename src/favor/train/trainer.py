@@ -4,12 +4,10 @@ autocast, FAVOR+ redraws, validation, early stopping, non-finite step skipping a
 One `Trainer` per process. Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank reads
 its own shard of every epoch, and only rank 0 writes logs and checkpoints (between barriers).
 
-The loss is the mean cross-entropy over every predicted token of an optimizer step, across micro-batches and
-ranks: each micro-batch contributes ``sum(CE) * world_size / n_tokens_global`` so DDP's gradient averaging
-gives exactly that mean. Labels come from `favor.data` (causal labels already shifted) and are scored here
-against the model's logits, so the model's own loss (which shifts causal labels itself) is not used.
-Regression tasks (time series) use the sum of squared errors over finite labels (NaN marks a missing
-target) in the same way, and sequence classification the cross-entropy of one label per sequence.
+The loss is the model's own task loss (`favor.models.task_loss_sum`: labels aligned with the logits, causal
+labels already shifted by `favor.data`), as a mean over every target of an optimizer step across
+micro-batches and ranks: each micro-batch contributes ``loss_sum * world_size / n_targets_global`` so DDP's
+gradient averaging gives exactly that mean. With one micro-batch on one rank it is the model's ``out.loss``.
 
 With ``train.tbptt`` the batches are consecutive windows of parallel text streams and a recurrent model
 carries its hidden state from one window to the next, detached (`favor.train.tbptt`).
@@ -27,20 +25,13 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from favor.data.masking import IGNORE_INDEX
 from favor.data.seeding import derive_seed, generator_for
-from favor.evaluate.metrics import LMStats, evaluate_lm, token_cross_entropy
-from favor.evaluate.task_metrics import (
-    REGRESSION_TASKS,
-    TaskStats,
-    evaluate_task,
-    model_logits,
-    squared_error_sum,
-)
+from favor.evaluate.metrics import LMStats, evaluate_lm
+from favor.evaluate.task_metrics import TaskStats, evaluate_task, loss_padding_mask, model_logits
 from favor.models.build import Model, build_model
+from favor.models.losses import target_mask, task_loss_sum
+from favor.runs.config import RunConfig
 from favor.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from favor.train.config import RunConfig
-from favor.train.data import build_run_data
 from favor.train.distributed import DistContext
 from favor.train.optim import budget_decay, build_optimizer, build_scheduler
 from favor.train.tbptt import carry_from_tensors, carry_to_tensors, tbptt_window
@@ -84,7 +75,8 @@ class Trainer:
         self.device = dist.device
         train = config.train
         torch.manual_seed(train.seed)
-        self.data = build_run_data(
+        self.source = config.data.source_object
+        self.data = self.source.build(
             config.data,
             objective=train.objective,
             seed=train.seed,
@@ -152,7 +144,7 @@ class Trainer:
                 self.state.redraws += 1
         if micro is None:
             micro = [self._next_batch() for _ in range(train.grad_accum)]
-        n_local = sum(_count_targets(b["labels"]) for b in micro)
+        n_local = sum(self._count_targets(b) for b in micro)
         tokens_local = sum(int((~b["padding_mask"]).sum()) for b in micro)
         n_global, tokens_global = self.dist.all_reduce_sum([n_local, tokens_local])
         scale = self.dist.world_size / max(n_global, 1.0)
@@ -166,9 +158,9 @@ class Trainer:
             with sync:
                 with self._autocast():
                     logits = self._logits(forward, batch)
-                ce_sum, _ = self._loss_sum(logits, batch["labels"].to(self.device))
-                (ce_sum * scale).backward()
-            loss_sum += ce_sum.detach().double()
+                batch_sum, _ = self._loss_sum(logits, batch)
+                (batch_sum * scale).backward()
+            loss_sum += batch_sum.detach().double()
         loss = self.dist.all_reduce_sum([float(loss_sum)])[0] / max(n_global, 1.0)
         max_norm = train.grad_clip if train.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
@@ -220,14 +212,25 @@ class Trainer:
         logits, self._carry = tbptt_window(self.model, batch["input_ids"].to(self.device), self._carry)
         return logits
 
-    def _loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed loss of the task over the batch's targets, and their count."""
-        task = self.config.model.task
-        if task == "sequence_classification":
-            return token_cross_entropy(logits[:, None], labels[:, None])
-        if task in REGRESSION_TASKS:
-            return squared_error_sum(logits, labels)
-        return token_cross_entropy(logits, labels)
+    def _loss_sum(self, logits: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's task loss summed over the batch's targets, and their count."""
+        model = self.config.model
+        return task_loss_sum(
+            model.task,
+            logits,
+            batch["labels"].to(self.device),
+            padding_mask=self._loss_padding(batch),
+            multi_label=model.multi_label,
+        )
+
+    def _count_targets(self, batch: dict[str, Any]) -> int:
+        """The targets `_loss_sum` will count, known before the forward pass (to scale the gradients)."""
+        labels = batch["labels"].to(self.device)
+        return int(target_mask(self.config.model.task, labels, padding_mask=self._loss_padding(batch)).sum())
+
+    def _loss_padding(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        padding_mask = loss_padding_mask(batch)
+        return None if padding_mask is None else padding_mask.to(self.device)
 
     @property
     def lr(self) -> float:
@@ -261,10 +264,7 @@ class Trainer:
             stats = evaluate_lm(self.model, loader, unigram_log_probs=self.unigram_log_probs, **common)
             stats = LMStats.from_list(self.dist.all_reduce_sum(stats.as_list()))
             metrics = stats.to_dict(train.objective)
-            if self.config.data.source == "text":
-                metrics["bits_per_char"] = metrics["loss"] / math.log(2)
-                metrics["unigram_bits_per_char"] = metrics["unigram_loss"] / math.log(2)
-            return metrics
+            return self.source.validation_metrics(metrics)
         stats = evaluate_task(self.model, loader, task=task, **common)
         stats = TaskStats.from_list(self.dist.all_reduce_sum(stats.as_list()))
         return stats.to_dict(task, value_scale=self.data.value_scale, mase_scale=self.data.mase_scale)
@@ -356,10 +356,3 @@ def _init_weights(model: Model, source: str) -> None:
             f"({', '.join(mismatched[:4])}); differing config keys: {', '.join(diff)}"
         )
     model.load_state_dict({k: v for k, v in theirs.items() if not k.endswith(".projection")}, strict=False)
-
-
-def _count_targets(labels: torch.Tensor) -> int:
-    """Labels that count: finite values (regression, NaN is missing) or ids other than -100."""
-    if labels.is_floating_point():
-        return int(torch.isfinite(labels).sum())
-    return int((labels != IGNORE_INDEX).sum())

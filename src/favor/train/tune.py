@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from favor.train.config import apply_overrides, read_yaml, run_config_from_dict
-from favor.train.search_space import Param, apply_params, parse_space
+from favor.runs.config import apply_overrides, read_yaml, run_config_from_dict
+from favor.runs.search_space import Param, apply_params, parse_space
 
 __all__ = ["STUDY_FILE", "run_study", "tune_cli", "format_trials"]
 
@@ -108,7 +108,7 @@ def run_study(
     base = run_config_from_dict(raw, source=str(config))
     space = parse_space(base.tune)
     if not space:
-        raise ValueError(f"{config}: no tune: section (the search space); see favor.train.search_space")
+        raise ValueError(f"{config}: no tune: section (the search space); see favor.runs.search_space")
     raw = {k: v for k, v in raw.items() if k != "tune"}
     direction = direction or ("maximize" if metric in _MAXIMISED else "minimize")
     study_dir = Path(study_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from favor.train.validation import ConfigError
+from favor.runs.validation import ConfigError
 
 __all__ = ["Param", "parse_space", "apply_params"]
 
@@ -96,7 +96,7 @@ def parse_space(data: Any) -> list[Param]:
 
 def apply_params(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of plain config data with ``{dotted key: value}`` set (sections created as needed)."""
-    from favor.train.config import apply_overrides
+    from favor.runs.config import apply_overrides
 
     out = apply_overrides(config, [])
     for name, value in values.items():

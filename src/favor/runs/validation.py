@@ -1,4 +1,4 @@
-"""Checking plain (parsed YAML) data against dataclass fields: the machinery behind `favor.train.config`.
+"""Checking plain (parsed YAML) data against dataclass fields: the machinery behind `favor.runs.config`.
 
 `build_section` turns a mapping into a dataclass, rejecting an unknown key (naming the section and the
 valid keys) and a value of the wrong type (naming the key, the value and the expected type); a field whose
@@ -93,14 +93,18 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-def build_section(cls: type, data: Any, section: str) -> Any:
-    """Validate ``data`` (a mapping or None) into a ``cls`` instance; nested dataclass fields recurse."""
+def build_section(cls: type, data: Any, section: str, *, internal: dict[str, Any] | None = None) -> Any:
+    """Validate ``data`` (a mapping or None) into a ``cls`` instance; nested dataclass fields recurse.
+
+    Fields marked ``metadata={"internal": True}`` are not keys of the file: they come from ``internal``.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"section {section!r}: expected a mapping of keys to values, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
+    fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    hints = {f.name: typing.get_type_hints(cls)[f.name] for f in fields}
+    known = [f.name for f in fields]
     for key, value in data.items():
         if key not in hints:
             raise ConfigError(f"unknown key {key!r} in section {section!r}; valid keys: {', '.join(known)}")
@@ -113,4 +117,4 @@ def build_section(cls: type, data: Any, section: str) -> Any:
             values[key] = build_section(hints[key], value, f"{section}.{key}")
         else:
             values[key] = float(value) if _wants_float(hints[key], value) else value
-    return cls(**values)
+    return cls(**values, **(internal or {}))

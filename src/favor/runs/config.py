@@ -3,8 +3,8 @@
 
     run = load_run_config("configs/protein_mlm_tiny.yaml", overrides=["train.lr=3e-4"])
     run.model  # favor.models.ModelConfig (vocabulary or input width, task, outputs and causality filled in
-               # from data.source and train.objective; see favor.train.source_config)
-    run.data   # DataConfig (data.source: protein, timeseries, text or digits)
+               # from data.source and train.objective by the source; see favor.runs.sources)
+    run.data   # DataConfig (data.source: a registered source, e.g. protein, timeseries, text, digits, g2p)
     run.train  # TrainConfig
     run.tune   # the hyper-parameter search space of favor tune (plain data; empty when absent)
 
@@ -25,14 +25,8 @@ from typing import Any
 import yaml
 
 from favor.models.config import RECURRENT_BACKBONES, ModelConfig
-from favor.train.source_config import (
-    OBJECTIVES,
-    SOURCES,
-    TextConfig,
-    TimeSeriesConfig,
-    derived_model_fields,
-)
-from favor.train.validation import (
+from favor.runs.sources import all_objectives, get_source, source_names
+from favor.runs.validation import (
     ConfigError,
     build_section,
     check_choice,
@@ -53,15 +47,23 @@ __all__ = [
 ]
 
 SECTIONS = ("model", "data", "train", "tune")
-# Keys of the data section that only one source reads: set for another source, they are an error.
-_SOURCE_SECTIONS = {"timeseries": "timeseries", "text": "text"}
+
+
+def _section_types() -> dict[str, type]:
+    """The sources' own sections of the data section (``data.<source name>``), by name."""
+    sources = (get_source(name) for name in source_names())
+    return {source.name: source.section for source in sources if source.section is not None}
+
+
+def _default_sections() -> dict[str, Any]:
+    return {name: kind() for name, kind in _section_types().items()}
 
 
 @dataclass
 class DataConfig:
     """Where the sequences come from and how they are cut into batches."""
 
-    # protein (FASTA), timeseries, text or digits; see favor.train.source_config.
+    # A registered source (favor.runs.sources): protein (FASTA), timeseries, text, digits or g2p.
     source: str = "protein"
     # FASTA files (plain or gzip); None means the bundled sample split of the same name. "none" as valid
     # disables validation (every source).
@@ -91,14 +93,22 @@ class DataConfig:
     # text, by time or position; digits: a stratified shuffle).
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
-    timeseries: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
-    text: TextConfig = field(default_factory=TextConfig)
+    # The sources' own sections (data.timeseries, data.text, ...), read as attributes (data.text.corpus):
+    # every registered source's section with its defaults, the run's source's as configured.
+    sections: dict[str, Any] = field(
+        default_factory=_default_sections, repr=False, metadata={"internal": True}
+    )
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __post_init__(self) -> None:
-        check_choice("data", "source", self.source, SOURCES)
+        check_choice("data", "source", self.source, source_names())
         check_choice("data", "mode", self.mode, ("single", "concatenated", "packed"))
-        unknown = ("error", "unk") if self.source == "text" else ("error", "x", "skip")
-        check_choice("data", "unknown", self.unknown, unknown)
+        check_choice("data", "unknown", self.unknown, self.source_object.unknown_choices)
         check_min("data", "max_length", self.max_length, 3)
         check_min("data", "max_tokens", self.max_tokens, 1)
         for name in ("max_batch_size", "buffer_size", "pad_to_multiple_of", "valid_max_sequences"):
@@ -116,19 +126,35 @@ class DataConfig:
         self._check_source()
 
     def _check_source(self) -> None:
-        for key, owner in _SOURCE_SECTIONS.items():
-            if self.source != owner and getattr(self, key) != type(getattr(self, key))():
-                raise ConfigError(f"data.{key} is set but data.source={self.source!r}; it is read by {owner}")
-        if self.source == "protein":
-            return
-        if self.train is not None or (self.valid is not None and self.valid.strip().lower() != "none"):
+        kinds = _section_types()
+        self.sections = {**_default_sections(), **self.sections}
+        for key, value in self.sections.items():
+            if key not in kinds:
+                raise ConfigError(f"data.{key}: no registered source reads a section of that name")
+            if not isinstance(value, kinds[key]):
+                raise ConfigError(f"data.{key}: expected a {kinds[key].__name__}, got {value!r}")
+            if self.source != key and value != kinds[key]():
+                raise ConfigError(f"data.{key} is set but data.source={self.source!r}; it is read by {key}")
+        source = self.source_object
+        if not source.reads_files and (
+            self.train is not None or (self.valid is not None and self.valid.strip().lower() != "none")
+        ):
+            readers = "; ".join(
+                f"{get_source(n).reads_files} files for data.source={n}"
+                for n in source_names()
+                if get_source(n).reads_files
+            )
             raise ConfigError(
-                "data.train / data.valid name FASTA files (data.source=protein); "
+                f"data.train / data.valid name files ({readers}); "
                 f"data.source={self.source!r} "
                 "takes its data from its own section (data.valid=none still disables validation)"
             )
-        if self.source == "digits" and self.max_length != 64:
-            raise ConfigError(f"data.max_length={self.max_length}: data.source=digits has 64 pixels per item")
+        source.check(self)
+
+    @property
+    def source_object(self) -> Any:
+        """The registered `DataSource` named by ``source``."""
+        return get_source(self.source)
 
     @property
     def batch_size(self) -> int:
@@ -197,7 +223,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
-        check_choice("train", "objective", self.objective, OBJECTIVES)
+        check_choice("train", "objective", self.objective, all_objectives())
         check_choice("train", "schedule", self.schedule, ("cosine", "linear", "constant"))
         for name in ("warmup_steps", "redraw_interval", "early_stopping_patience", "seed", "tbptt"):
             check_min("train", name, getattr(self, name), 0)
@@ -242,18 +268,17 @@ class RunConfig:
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # Dotted key -> {low, high, log?, step?} or a list of choices (see favor.train.search_space).
+    # Dotted key -> {low, high, log?, step?} or a list of choices (see favor.runs.search_space).
     tune: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (YAML/JSON-safe); ``run_config_from_dict(cfg.to_dict())`` gives an equal config."""
         data = dataclasses.asdict(self.data)
         # A source's own section appears only with that source (it must hold defaults otherwise).
-        for key, owner in _SOURCE_SECTIONS.items():
-            if self.data.source == owner:
-                data[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in data[key].items()}
-            else:
-                del data[key]
+        sections = data.pop("sections")
+        if self.data.source in sections:
+            own = sections[self.data.source]
+            data[self.data.source] = {k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}
         train = dataclasses.asdict(self.train)
         train["betas"] = list(self.train.betas)
         out = {"model": self.model.to_dict(), "data": data, "train": train}
@@ -265,6 +290,17 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def _build_data(data: Any) -> DataConfig:
+    """The data section: its own keys, and the sources' sections (``data.text``, ...) built by their type."""
+    if not isinstance(data, dict):
+        return build_section(DataConfig, data, "data")
+    data, kinds = dict(data), _section_types()
+    sections = {
+        key: build_section(kinds[key], data.pop(key), f"data.{key}") for key in list(data) if key in kinds
+    }
+    return build_section(DataConfig, data, "data", internal={"sections": sections})
+
+
 def _build_model(data: Any, train: TrainConfig, dataset: DataConfig) -> ModelConfig:
     if data is None:
         data = {}
@@ -272,7 +308,13 @@ def _build_model(data: Any, train: TrainConfig, dataset: DataConfig) -> ModelCon
         raise ConfigError(f"section 'model': expected a mapping of keys to values, got {data!r}")
     data = dict(data)
     # Filled in from the data source and objective; a conflicting explicit value is an error.
-    derived, what = derived_model_fields(dataset, train.objective)
+    source = dataset.source_object
+    if train.objective not in source.objectives:
+        raise ConfigError(
+            f"train.objective={train.objective!r} does not fit data.source={source.name!r}: expected "
+            f"{' or '.join(source.objectives)}"
+        )
+    derived, what = source.model_fields(dataset, train.objective)
     for key, value in derived.items():
         if key in data and data[key] != value:
             raise ConfigError(
@@ -290,25 +332,26 @@ def _build_model(data: Any, train: TrainConfig, dataset: DataConfig) -> ModelCon
 
 def _check_lengths(model: ModelConfig, dataset: DataConfig, train: TrainConfig) -> None:
     width = dataset.max_length
-    # Protein batches are padded up to a multiple; the other sources' items all have one length.
-    if dataset.source == "protein" and dataset.pad_to_multiple_of:
+    source = dataset.source_object
+    # Variable-length batches are padded up to a multiple; the other sources' items all have one length.
+    if source.pads_batches and dataset.pad_to_multiple_of:
         width = -(-width // dataset.pad_to_multiple_of) * dataset.pad_to_multiple_of
     if model.max_length < width:
         raise ConfigError(
             f"model.max_length={model.max_length} is smaller than the longest batch, data.max_length="
             f"{dataset.max_length} rounded up to data.pad_to_multiple_of={dataset.pad_to_multiple_of}"
         )
-    if dataset.mode == "packed" and (
-        dataset.source != "protein" or model.backbone not in ("performer", "transformer")
-    ):
+    if dataset.mode == "packed" and (not source.packs or model.backbone not in ("performer", "transformer")):
+        packers = " or ".join(n for n in source_names() if get_source(n).packs)
         raise ConfigError(
-            "data.mode=packed needs data.source=protein and a performer or transformer backbone (they keep "
-            f"the proteins of a row apart); got {dataset.source} and {model.backbone}"
+            f"data.mode=packed needs data.source={packers} and a performer or transformer backbone "
+            f"(they keep the sequences of a row apart); got {dataset.source} and {model.backbone}"
         )
     if train.tbptt:
-        if dataset.source != "text" or model.backbone not in RECURRENT_BACKBONES:
+        if not source.streams or model.backbone not in RECURRENT_BACKBONES:
+            streamers = " or ".join(n for n in source_names() if get_source(n).streams)
             raise ConfigError(
-                f"train.tbptt={train.tbptt} needs data.source=text and a recurrent backbone "
+                f"train.tbptt={train.tbptt} needs data.source={streamers} and a recurrent backbone "
                 f"({', '.join(RECURRENT_BACKBONES)}), got {dataset.source} and {model.backbone}"
             )
         if train.tbptt > model.max_length:
@@ -317,7 +360,7 @@ def _check_lengths(model: ModelConfig, dataset: DataConfig, train: TrainConfig) 
 
 def run_config_from_dict(data: Any, *, source: str = "config") -> RunConfig:
     """Validate plain data (parsed YAML) into a `RunConfig`; errors are prefixed with ``source``."""
-    from favor.train.search_space import parse_space
+    from favor.runs.search_space import parse_space
 
     try:
         if data is None:
@@ -327,7 +370,7 @@ def run_config_from_dict(data: Any, *, source: str = "config") -> RunConfig:
         for section in data:
             if section not in SECTIONS:
                 raise ConfigError(f"unknown section {section!r}; valid sections: {', '.join(SECTIONS)}")
-        dataset = build_section(DataConfig, data.get("data"), "data")
+        dataset = _build_data(data.get("data"))
         train = build_section(TrainConfig, data.get("train"), "train")
         model = _build_model(data.get("model"), train, dataset)
         _check_lengths(model, dataset, train)
