@@ -1,7 +1,7 @@
 """Backward compatibility (Performer Sec. 4.3) on a real pretrained model: all-MiniLM-L6-v2 with its softmax
 attention swapped for FAVOR+, before and after fine-tuning by distillation from the original model.
 
-Text: English sentences from the Python standard library's docstrings (`favor.pretrained.stdlib_sentences`),
+Text: English sentences from the Python standard library's docstrings (`favor.bert.stdlib_sentences`),
 shuffled with ``--seed``; the first ``--eval-sentences`` are held out for evaluation, the rest train.
 Measure: cosine similarity between the FAVOR+ model's sentence embeddings and the original's.
 Writes the markdown table (stdout and ``--out``) and the curve of similarity vs steps (``--plot``).
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from favor.bert import MiniLMTokenizer, load_minilm, stdlib_sentences
 from favor.evaluate.compat import DistillConfig, DistillHistory, cosine_to_reference, distill, make_batches
 from favor.evaluate.compat import sentence_embeddings as embed
-from favor.pretrained import MiniLMTokenizer, load_minilm, stdlib_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 

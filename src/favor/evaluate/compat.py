@@ -9,7 +9,7 @@ student should match it, not a noised version). The FAVOR+ projections stay fixe
 unless ``redraw_every`` is set; evaluation always uses the projections the student holds.
 
 Encoders are anything with ``sentence_embedding(input_ids, attention_mask) -> (B, D)`` (unit norm),
-e.g. `favor.pretrained.BertEncoder`. Batches are ``(input_ids, attention_mask)`` pairs.
+e.g. `favor.bert.BertEncoder`. Batches are ``(input_ids, attention_mask)`` pairs.
 """
 
 from __future__ import annotations

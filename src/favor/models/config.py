@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from favor.ops import KERNEL_NAMES as KERNELS
+from favor.ops.projection import NORMS
 
 BACKBONES = ("performer", "transformer", "linformer", "rnn", "lstm", "gru", "cnn")
 ATTENTION_BACKBONES = ("performer", "transformer", "linformer")
@@ -33,7 +34,6 @@ SEQ2SEQ_BACKBONES = ("performer", "transformer", "lstm")
 MODEL_TASKS = (*TASKS, SEQ2SEQ_TASK)
 # Tasks whose head gives one output per position: these are the ones incremental decoding can serve.
 PER_POSITION_TASKS = ("mlm", "clm", "token_classification", "token_regression")
-NORMS = ("chi", "sqrt_d")
 POSITIONS = ("learned", "rotary", "none")
 POOLINGS = ("mean", "cls")
 PAIR_HEADS = ("bilinear", "mlp")

@@ -17,9 +17,10 @@ import math
 
 import torch
 
-__all__ = ["random_projection"]
+__all__ = ["NORMS", "random_projection"]
 
-_NORMS = ("chi", "sqrt_d")
+# Row norms of the random projection (the ``norms`` argument): chi draws or sqrt(d) for every row.
+NORMS = ("chi", "sqrt_d")
 
 
 def _orthogonal_block(d: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -57,8 +58,8 @@ def random_projection(
     """
     if nb_features < 1 or head_dim < 1:
         raise ValueError(f"nb_features and head_dim must be positive, got {nb_features} and {head_dim}")
-    if norms not in _NORMS:
-        raise ValueError(f"norms must be one of {_NORMS}, got {norms!r}")
+    if norms not in NORMS:
+        raise ValueError(f"norms must be one of {NORMS}, got {norms!r}")
     dtype = dtype or torch.get_default_dtype()
 
     if orthogonal:

@@ -8,8 +8,9 @@ digits      8x8 digit images read pixel by pixel: sequence_classification
 g2p         words of the CMU Pronouncing Dictionary and their phonemes: seq2seq
 
 Every module of this package is imported on first use of the registry and its ``SOURCE`` registered (so a
-new source is one new module), then every ``favor.sources`` entry point of the installed distributions (a source shipped as a
-separate package: the entry point names a module that registers its source, or a `DataSource` instance).
+new source is one new module), then every ``favor.sources`` entry point of the installed distributions (a
+source shipped as a separate package: the entry point names a `DataSource` instance, or a module that
+registers its source on import).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Pretrained weights from outside favor, loaded into encoders built from favor's layers.
+"""BERT checkpoints from outside favor (Hugging Face folders, MiniLM), loaded into an encoder built from
+favor's layers for the backward-compatibility study. favor's own model folders are
+`favor.models.save_pretrained` / `load_pretrained`; ESM-2 checkpoints convert into a `SequenceModel` with
+`favor.convert`.
 
 BertEncoder          BERT-compatible encoder (post-LayerNorm, token types) whose attention is exact or FAVOR+
 load_bert_folder     a Hugging Face BERT folder (config.json + model.safetensors) -> BertEncoder
@@ -7,10 +10,10 @@ MiniLMTokenizer      its uncased WordPiece tokenizer (tokenizers library)
 stdlib_sentences     English sentences from the Python standard library's docstrings (offline text)
 """
 
-from favor.pretrained.bert import BertConfig, BertEncoder, mean_pool
-from favor.pretrained.hf_bert import convert_bert_state_dict, load_bert_folder
-from favor.pretrained.minilm import MiniLMTokenizer, load_minilm, minilm_folder
-from favor.pretrained.sentences import stdlib_sentences
+from favor.bert.bert import BertConfig, BertEncoder, mean_pool
+from favor.bert.hf_bert import convert_bert_state_dict, load_bert_folder
+from favor.bert.minilm import MiniLMTokenizer, load_minilm, minilm_folder
+from favor.bert.sentences import stdlib_sentences
 
 __all__ = [
     "BertConfig",

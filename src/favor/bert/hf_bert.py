@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from favor.pretrained.bert import BertConfig, BertEncoder
+from favor.bert.bert import BertConfig, BertEncoder
 
 __all__ = ["convert_bert_state_dict", "load_bert_folder"]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from favor.pretrained.bert import BertEncoder
-from favor.pretrained.hf_bert import load_bert_folder
+from favor.bert.bert import BertEncoder
+from favor.bert.hf_bert import load_bert_folder
 
 __all__ = ["MINILM_PACKAGE", "MiniLMTokenizer", "load_minilm", "minilm_folder"]
 

@@ -1,4 +1,4 @@
-"""favor.pretrained: the BERT-compatible encoder, weight conversion, MiniLM loading, attention swap, and
+"""favor.bert: the BERT-compatible encoder, weight conversion, MiniLM loading, attention swap, and
 distillation (favor.evaluate.compat).
 
 Tiny random BERTs check the conversion against a plain re-implementation of BERT's forward pass written
@@ -15,6 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from favor.bert import (
+    BertConfig,
+    BertEncoder,
+    convert_bert_state_dict,
+    load_bert_folder,
+    mean_pool,
+    stdlib_sentences,
+)
 from favor.evaluate.compat import (
     DistillConfig,
     cosine_to_reference,
@@ -23,14 +31,6 @@ from favor.evaluate.compat import (
     sentence_embeddings,
 )
 from favor.layers import ExactSelfAttention, FavorSelfAttention
-from favor.pretrained import (
-    BertConfig,
-    BertEncoder,
-    convert_bert_state_dict,
-    load_bert_folder,
-    mean_pool,
-    stdlib_sentences,
-)
 
 TINY = BertConfig(
     vocab_size=50,
@@ -264,7 +264,7 @@ def test_distillation_redraws_projections_when_asked():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from favor.pretrained import MiniLMTokenizer, load_minilm
+    from favor.bert import MiniLMTokenizer, load_minilm
 
     sentences = stdlib_sentences(limit=12)
     tokenizer = MiniLMTokenizer.from_folder(max_length=64)
@@ -288,7 +288,7 @@ def test_minilm_reproduces_transformers_bert_embeddings(minilm, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import BertModel
 
-    from favor.pretrained import minilm_folder
+    from favor.bert import minilm_folder
 
     encoder, tokenizer, sentences = minilm
     ids, mask = tokenizer(sentences)
