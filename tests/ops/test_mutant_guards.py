@@ -40,3 +40,31 @@ def test_traced_bidirectional_attention_equals_the_eager_op():
 
     traced = torch.jit.trace(attend, (q, k, v), check_trace=False)
     torch.testing.assert_close(traced(q, k, v), attend(q, k, v), rtol=1e-5, atol=1e-6)
+
+
+def _half_inputs(length=6):
+    q, k, v = (t.float().to(torch.bfloat16) for t in _qkv(length=length))
+    return q, k, v, random_projection(16, 8, generator=torch.Generator().manual_seed(2))
+
+
+def test_decoding_step_computes_half_precision_inputs_in_float32():
+    # Guards `t.to(dtype)` -> `t.to(None)` in favor_attention_step: bf16 inputs are computed in float32, so
+    # the result is exactly the float32 computation on the same values, rounded once at the end.
+    from favor.ops import favor_attention_step
+
+    q, k, v, projection = _half_inputs()
+    out, _ = favor_attention_step(q, k, v, projection, None)
+    reference, _ = favor_attention_step(q.float(), k.float(), v.float(), projection, None)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, reference.to(torch.bfloat16))
+
+
+def test_cross_twin_computes_half_precision_inputs_in_float32():
+    # The same for the plain twin of cross-attention (`t.to(dtype)` and the final `.to(q.dtype)`).
+    from favor.ops import naive_favor_cross_attention
+
+    q, k, v, projection = _half_inputs()
+    out = naive_favor_cross_attention(q, k, v, projection)
+    reference = naive_favor_cross_attention(q.float(), k.float(), v.float(), projection)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, reference.to(torch.bfloat16))
