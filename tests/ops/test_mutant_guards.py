@@ -68,3 +68,19 @@ def test_cross_twin_computes_half_precision_inputs_in_float32():
     reference = naive_favor_cross_attention(q.float(), k.float(), v.float(), projection)
     assert out.dtype == torch.bfloat16
     assert torch.equal(out, reference.to(torch.bfloat16))
+
+
+def test_relu_backward_without_projection_fills_the_given_buffer():
+    # Guards `out.copy_(grad_pre)` in ReluKernel.backward (the projection-free ReLU with a workspace).
+    from favor.ops.features import KERNELS
+
+    kernel = KERNELS["relu"]
+    x = torch.randn(2, 3, 5, 8, generator=torch.Generator().manual_seed(3))
+    features = kernel.forward(x, None)
+    grad = torch.randn(features.base.shape, generator=torch.Generator().manual_seed(4))
+    expected = kernel.backward(x, None, features, grad.clone(), None)
+    buffer = torch.empty_like(expected)
+    result = kernel.backward(x, None, features, grad.clone(), None, out=buffer)
+    assert result.data_ptr() == buffer.data_ptr()
+    torch.testing.assert_close(buffer, expected, rtol=0, atol=0)
+    assert (expected == 0).any() and (expected != 0).any()  # the mask at relu's kink is exercised
