@@ -77,7 +77,6 @@ class ParitySource(DataSource):
         max_batches,
         options,
     ) -> dict[str, Any]:
-        self.refuse_options(options)
         model, _ = load_model(model_dir, device=device)
         batch = next(
             iter(parity_loader(config.data.parity.n_items, config.data.max_length, split, 1000, 0, 0, 1))

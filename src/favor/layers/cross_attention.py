@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from favor.ops import favor_cross_context, favor_cross_read, random_projection
+from favor.layers.favor_attention import RandomProjection
+from favor.ops import favor_cross_context, favor_cross_read
 
 __all__ = ["CrossAttention", "SourceMemory", "CROSS_KINDS"]
 
@@ -48,7 +49,7 @@ class SourceMemory:
         return SourceMemory(**picked)
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(RandomProjection, nn.Module):
     """Queries from ``x``, keys and values from a `SourceMemory`; ``kind``: "favor" or "exact"."""
 
     def __init__(
@@ -75,25 +76,12 @@ class CrossAttention(nn.Module):
         self.key_value = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
         if kind == "favor":
-            generator = torch.Generator().manual_seed(seed)
-            self.register_buffer("projection", self._draw(generator, dtype=torch.get_default_dtype()))
+            self._init_projection(seed)
 
-    def _draw(self, generator: torch.Generator | None, *, dtype: torch.dtype) -> torch.Tensor:
-        return random_projection(
-            self.nb_features,
-            self.head_dim,
-            orthogonal=self.orthogonal,
-            norms=self.norms,
-            generator=generator,
-            dtype=dtype,
-        )
-
-    @torch.no_grad()
     def redraw_projections(self, generator: torch.Generator | None = None) -> None:
         """A fresh FAVOR+ projection in place; memories made before it are stale (make them again)."""
         if self.kind == "favor":
-            new = self._draw(generator, dtype=self.projection.dtype)
-            self.projection.copy_(new.to(self.projection.device))
+            super().redraw_projections(generator)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape

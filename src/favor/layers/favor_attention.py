@@ -21,7 +21,39 @@ from favor.ops import (
 __all__ = ["FavorSelfAttention"]
 
 
-class FavorSelfAttention(SelfAttention):
+class RandomProjection:
+    """The random projection of a FAVOR+ module (a mixin for `nn.Module`): an ``(nb_features, head_dim)``
+    buffer drawn from ``seed`` at construction and redrawn in place by `redraw_projections`. The module sets
+    ``nb_features``, ``head_dim``, ``orthogonal`` and ``norms`` before `_init_projection`."""
+
+    nb_features: int
+    head_dim: int
+    orthogonal: bool
+    norms: str
+    projection: torch.Tensor
+
+    def _init_projection(self, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("projection", self._draw(generator, dtype=torch.get_default_dtype()))
+
+    def _draw(self, generator: torch.Generator | None, *, dtype: torch.dtype) -> torch.Tensor:
+        return random_projection(
+            self.nb_features,
+            self.head_dim,
+            orthogonal=self.orthogonal,
+            norms=self.norms,
+            generator=generator,
+            dtype=dtype,
+        )
+
+    @torch.no_grad()
+    def redraw_projections(self, generator: torch.Generator | None = None) -> None:
+        """Draw a fresh projection in place (same device and dtype). ``generator`` must be a CPU generator."""
+        new = self._draw(generator, dtype=self.projection.dtype)
+        self.projection.copy_(new.to(self.projection.device))
+
+
+class FavorSelfAttention(RandomProjection, SelfAttention):
     """Multi-head FAVOR+ attention, bidirectional or causal; decoding keeps a `FavorState` per layer."""
 
     def __init__(
@@ -41,24 +73,7 @@ class FavorSelfAttention(SelfAttention):
         super().__init__(d_model=d_model, n_heads=n_heads, causal=causal, rotary=rotary)
         self.kernel, self.nb_features, self.chunk_size = kernel, nb_features, chunk_size
         self.orthogonal, self.norms = orthogonal, norms
-        generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("projection", self._draw(generator, dtype=torch.get_default_dtype()))
-
-    def _draw(self, generator: torch.Generator | None, *, dtype: torch.dtype) -> torch.Tensor:
-        return random_projection(
-            self.nb_features,
-            self.head_dim,
-            orthogonal=self.orthogonal,
-            norms=self.norms,
-            generator=generator,
-            dtype=dtype,
-        )
-
-    @torch.no_grad()
-    def redraw_projections(self, generator: torch.Generator | None = None) -> None:
-        """Draw a fresh projection in place (same device and dtype). ``generator`` must be a CPU generator."""
-        new = self._draw(generator, dtype=self.projection.dtype)
-        self.projection.copy_(new.to(self.projection.device))
+        self._init_projection(seed)
 
     def attend(
         self,

@@ -33,6 +33,7 @@ from favor.runs.validation import (
     check_fraction,
     check_min,
     parse_yaml,
+    set_dotted,
 )
 
 __all__ = [
@@ -53,10 +54,6 @@ def _section_types() -> dict[str, type]:
     """The sources' own sections of the data section (``data.<source name>``), by name."""
     sources = (get_source(name) for name in source_names())
     return {source.name: source.section for source in sources if source.section is not None}
-
-
-def _default_sections() -> dict[str, Any]:
-    return {name: kind() for name, kind in _section_types().items()}
 
 
 @dataclass
@@ -95,9 +92,7 @@ class DataConfig:
     test_fraction: float = 0.1
     # The sources' own sections (data.timeseries, data.text, ...), read as attributes (data.text.corpus):
     # every registered source's section with its defaults, the run's source's as configured.
-    sections: dict[str, Any] = field(
-        default_factory=_default_sections, repr=False, metadata={"internal": True}
-    )
+    sections: dict[str, Any] = field(default_factory=dict, repr=False, metadata={"internal": True})
 
     def __getattr__(self, name: str) -> Any:
         sections = self.__dict__.get("sections")
@@ -127,7 +122,8 @@ class DataConfig:
 
     def _check_source(self) -> None:
         kinds = _section_types()
-        self.sections = {**_default_sections(), **self.sections}
+        for key, kind in kinds.items():
+            self.sections.setdefault(key, kind())
         for key, value in self.sections.items():
             if key not in kinds:
                 raise ConfigError(f"data.{key}: no registered source reads a section of that name")
@@ -393,15 +389,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             value = parse_yaml(text) if text.strip() else None
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {item!r}: value is not valid YAML ({error})") from None
-        node = out
-        for key in keys[:-1]:
-            child = node.get(key)
-            if child is None:
-                child = node[key] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {key!r} is not a section")
-            node = child
-        node[keys[-1]] = value
+        set_dotted(out, keys, value, what=f"--set {item!r}")
     return out
 
 

@@ -75,18 +75,18 @@ def evaluate_run(
             raise FileNotFoundError(
                 f"{run_dir}: no {CONFIG_FILE} (the run's config) in the run or beside its model"
             )
-        get_source("protein").refuse_options(options, ("concatenated", "max_length", "mask_seed"))
+        get_source("protein").refuse_options(options)
         with torch_threads(threads):
             return evaluate_protein_model(
                 served, data, device=target, max_batches=max_batches, options=options
             )
     config = load_run_config(home / CONFIG_FILE)
     source = get_source(config.data.source)
-    if not source.reads_files:
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r}: choose {' or '.join(SPLITS)}")
+    if not source.reads_files and split not in SPLITS:
+        raise ValueError(f"split={split!r}: choose {' or '.join(SPLITS)}")
     if data is not None and not source.takes_data_file:
         raise ValueError(f"--data is not for a {source.name} run: it reads its own {split} part")
+    source.refuse_options(options)
     with torch_threads(threads or config.train.cpu_threads):
         metrics = source.evaluate(
             home,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from favor.runs.validation import ConfigError
+from favor.runs.validation import ConfigError, set_dotted
 
 __all__ = ["Param", "parse_space", "apply_params"]
 
@@ -100,14 +100,5 @@ def apply_params(config: dict[str, Any], values: dict[str, Any]) -> dict[str, An
 
     out = apply_overrides(config, [])
     for name, value in values.items():
-        node = out
-        keys = name.split(".")
-        for key in keys[:-1]:
-            child = node.get(key)
-            if child is None:
-                child = node[key] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"tune.{name}: {key!r} is not a section")
-            node = child
-        node[keys[-1]] = value
+        set_dotted(out, name.split("."), value, what=f"tune.{name}")
     return out

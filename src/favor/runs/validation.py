@@ -15,7 +15,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "build_section", "check_choice", "check_min", "check_fraction", "parse_yaml"]
+__all__ = [
+    "ConfigError",
+    "build_section",
+    "check_choice",
+    "check_min",
+    "check_fraction",
+    "parse_yaml",
+    "set_dotted",
+]
 
 
 class _Loader(yaml.SafeLoader):
@@ -36,6 +44,20 @@ def parse_yaml(text: str) -> Any:
 
 class ConfigError(ValueError):
     """An invalid run configuration; the message names the file (if any), section and key."""
+
+
+def set_dotted(data: dict[str, Any], keys: list[str], value: Any, *, what: str) -> None:
+    """``data[keys[0]]...[keys[-1]] = value`` in plain config data, creating missing sections; a key on the
+    way that holds something other than a mapping is a `ConfigError` starting with ``what``."""
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{what}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
 
 
 def check_choice(section: str, key: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -86,6 +86,9 @@ class DataSource:
     pads_batches: whether batches are padded up to ``data.pad_to_multiple_of`` (variable-length items).
     packs: whether ``data.mode: packed`` applies (rows of several sequences kept apart by segment ids).
     streams: whether ``train.tbptt`` applies (consecutive windows of parallel streams).
+    evaluate_options: the options of ``favor evaluate`` meant for this source (``concatenated``,
+        ``max_length``, ``mask_seed`` for proteins; ``beam``, ``max_words`` for g2p); given for another
+        source, they are refused before any work.
     """
 
     name: ClassVar[str]
@@ -97,6 +100,7 @@ class DataSource:
     pads_batches: ClassVar[bool] = False
     packs: ClassVar[bool] = False
     streams: ClassVar[bool] = False
+    evaluate_options: ClassVar[tuple[str, ...]] = ()
 
     def check(self, data: Any) -> None:
         """Source-specific checks of a DataConfig (called after the common ones); raise `ConfigError`."""
@@ -130,8 +134,8 @@ class DataSource:
         """Metrics of the run's final model (in ``model_dir``) on ``split`` of its data, or on ``data``
         (the caller has set the torch threads).
 
-        ``options`` holds the command's source-specific options (``concatenated``, ``max_length``,
-        ``mask_seed`` for proteins; ``beam``, ``max_words`` for g2p), each None when not given.
+        ``options`` holds the command's source-specific options, each None when not given; the caller
+        has refused those outside ``evaluate_options`` (`refuse_options`).
         """
         raise NotImplementedError
 
@@ -139,10 +143,12 @@ class DataSource:
         """Human-readable lines of `evaluate`'s metrics."""
         raise NotImplementedError
 
-    def refuse_options(self, options: dict[str, Any], accepted: tuple[str, ...] = ()) -> None:
-        """Raise if an option meant for another source was given."""
+    def refuse_options(self, options: dict[str, Any]) -> None:
+        """Raise if an option outside ``evaluate_options`` (one meant for another source) was given."""
         given = sorted(
-            key for key, value in options.items() if value not in (None, False) and key not in accepted
+            key
+            for key, value in options.items()
+            if value not in (None, False) and key not in self.evaluate_options
         )
         if given:
             flags = ", ".join("--" + key.replace("_", "-") for key in given)

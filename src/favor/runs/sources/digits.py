@@ -75,7 +75,6 @@ class DigitsSource(DataSource):
         max_batches: int | None,
         options: dict[str, Any],
     ) -> dict[str, Any]:
-        self.refuse_options(options)
         model, _ = load_model(model_dir, device=device)
         stats = evaluate_task(
             model,

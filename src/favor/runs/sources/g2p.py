@@ -66,6 +66,7 @@ def _pairs(words: list[tuple[str, tuple[tuple[str, ...], ...]]]) -> list[tuple[s
 class G2PSource(DataSource):
     name = "g2p"
     objectives = ("seq2seq",)
+    evaluate_options = ("beam", "max_words")
 
     def model_fields(self, data: Any, objective: str) -> tuple[dict[str, Any], str]:
         fields = {"vocab_size": G2PVocabulary().vocab_size, "input_dim": None, "task": "seq2seq"}
@@ -96,7 +97,6 @@ class G2PSource(DataSource):
     ) -> dict[str, Any]:
         """``options``: ``beam`` (width; 1 or None: greedy) and ``max_words`` (a cap on the words decoded,
         evenly spaced over the part in alphabetical order: word i * n // max_words for i < max_words)."""
-        self.refuse_options(options, ("beam", "max_words"))
         beam, max_words = options.get("beam") or 1, options.get("max_words")
         model, _ = load_model(model_dir, device=device)
         words = g2p_words(config.data, split)

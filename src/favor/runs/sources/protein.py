@@ -34,6 +34,7 @@ class ProteinSource(DataSource):
     reads_files = "FASTA"
     pads_batches = True
     packs = True
+    evaluate_options = ("concatenated", "max_length", "mask_seed")
 
     def model_fields(self, data: Any, objective: str) -> tuple[dict[str, Any], str]:
         fields = {
@@ -116,7 +117,6 @@ class ProteinSource(DataSource):
         max_batches: int | None,
         options: dict[str, Any],
     ) -> dict[str, Any]:
-        self.refuse_options(options, ("concatenated", "max_length", "mask_seed"))
         if data is None:
             raise ValueError(f"{run_dir}: a protein run is evaluated on a FASTA file; give --data FASTA")
         served = load_served_model(model_dir, device=device)

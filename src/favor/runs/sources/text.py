@@ -27,7 +27,7 @@ from favor.folders import load_model
 from favor.runs.sources.base import DataSource, RunData, index_loader, register
 from favor.runs.validation import check_choice
 
-__all__ = ["TextConfig", "TextSource", "bits", "text_loader", "text_parts", "text_unigram_log_probs"]
+__all__ = ["TextConfig", "TextSource", "text_loader", "text_parts", "text_unigram_log_probs"]
 
 
 @dataclass
@@ -96,11 +96,6 @@ def text_unigram_log_probs(counts: list[int], vocab: CharVocabulary) -> torch.Te
     return (smoothed / smoothed.sum()).log()
 
 
-def bits(nats: float) -> float:
-    """Nats per character to bits per character."""
-    return nats / math.log(2) if math.isfinite(nats) else float("nan")
-
-
 class TextSource(DataSource):
     takes_data_file = True
     name = "text"
@@ -154,7 +149,6 @@ class TextSource(DataSource):
         max_batches: int | None,
         options: dict[str, Any],
     ) -> dict[str, Any]:
-        self.refuse_options(options)
         model, _ = load_model(model_dir, device=device)
         vocab = CharVocabulary.load(run_dir / VOCAB_FILE)
         if data is not None:

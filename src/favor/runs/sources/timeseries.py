@@ -194,7 +194,6 @@ class TimeSeriesSource(DataSource):
         max_batches: int | None,
         options: dict[str, Any],
     ) -> dict[str, Any]:
-        self.refuse_options(options)
         model, _ = load_model(model_dir, device=device)
         series = prepare_series(config.data)
         task, horizon = config.model.task, config.data.timeseries.horizon
