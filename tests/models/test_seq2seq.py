@@ -9,11 +9,15 @@ from favor.models import ModelConfig, Seq2SeqModel, SequenceModel, build_model, 
 from favor.models.seq2seq_search import beam_search, make_scorer, sample_search
 from tiny_models import VOCAB, tiny_config
 
-BACKBONES = ("performer", "transformer", "lstm")
+# "lstm:bottom": Luong attention over the first decoder layer, feeding the layers above (decoder_attention).
+BACKBONES = ("performer", "transformer", "lstm", "lstm:bottom")
 EOS, BOS = 2, 1
 
 
 def tiny_seq2seq(backbone: str, **overrides) -> ModelConfig:
+    backbone, _, attention = backbone.partition(":")
+    if attention:
+        overrides = {"decoder_attention": attention, **overrides}
     return tiny_config(backbone, **{"task": "seq2seq", "decoder_layers": 2, **overrides})
 
 
@@ -86,8 +90,9 @@ def test_beam_of_one_equals_greedy(backbone):
         assert best[0].tokens == greedy
 
 
-def test_training_loss_ignores_padding_and_reaches_every_parameter():
-    model = build_model(tiny_seq2seq("performer"))
+@pytest.mark.parametrize("backbone", ["performer", "lstm:bottom"])
+def test_training_loss_ignores_padding_and_reaches_every_parameter(backbone):
+    model = build_model(tiny_seq2seq(backbone))
     source, padding, target = _batch()
     labels = target.clone()
     decoder_padding = torch.zeros_like(target, dtype=torch.bool)
@@ -129,6 +134,12 @@ def test_redraw_reaches_self_and_cross_attention():
         ({"causal": True}, r"causal=True is invalid: expected False for task 'seq2seq'"),
         ({"vocab_size": None, "input_dim": 3}, r"vocab_size=None is invalid"),
         ({"decoder_layers": 0}, r"decoder_layers=0 is invalid: expected an integer >= 1"),
+        ({"decoder_attention": "bottom"}, r"decoder_attention='bottom' is invalid: expected 'top' unless "),
+        (
+            {"backbone": "lstm", "decoder_attention": "bottom", "decoder_layers": 1},
+            r"decoder_attention='bottom' is invalid: expected 'top' for a one-layer decoder",
+        ),
+        ({"backbone": "lstm", "decoder_attention": "middle"}, r"decoder_attention='middle' is invalid"),
     ],
 )
 def test_config_errors_name_the_field(overrides, message):
@@ -141,5 +152,7 @@ def test_decoder_layers_only_for_seq2seq_and_sequence_model_points_to_build_mode
         ValueError, match="decoder_layers=2 is invalid: expected None unless task is 'seq2seq'"
     ):
         tiny_config("performer", decoder_layers=2)
+    with pytest.raises(ValueError, match="decoder_attention='bottom' is invalid: expected 'top' unless task"):
+        tiny_config("lstm", decoder_attention="bottom")
     with pytest.raises(ValueError, match="build_model"):
         SequenceModel(tiny_seq2seq("performer"))

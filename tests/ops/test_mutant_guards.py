@@ -84,3 +84,56 @@ def test_relu_backward_without_projection_fills_the_given_buffer():
     assert result.data_ptr() == buffer.data_ptr()
     torch.testing.assert_close(buffer, expected, rtol=0, atol=0)
     assert (expected == 0).any() and (expected != 0).any()  # the mask at relu's kink is exercised
+
+
+def test_cross_read_computes_in_float32_even_under_autocast():
+    # Guards `torch.autocast(..., enabled=False)` -> `enabled=True` in favor_cross_read: the read of a source
+    # context stays in float32 (CPU autocast would run its matmuls in bfloat16), with or without an autocast
+    # region around the caller.
+    from favor.ops import favor_cross_context, favor_cross_read
+
+    q, k, v = (t.float() for t in _qkv(length=9))
+    projection = random_projection(32, 8, generator=torch.Generator().manual_seed(5))
+    context = favor_cross_context(k, v, projection)
+    reference = favor_cross_read(q.double(), context.double(), projection.double())
+    plain = favor_cross_read(q, context, projection)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        under_autocast = favor_cross_read(q, context, projection)
+    for out in (plain, under_autocast):
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-6)
+
+
+def test_chi_row_norms_are_drawn_in_float64():
+    # Guards the float64 draw of the chi row lengths in random_projection (docstring: "drawn on CPU in
+    # float64"): lengths drawn in float32 would make every float64 row norm a float32 number.
+    projection = random_projection(64, 16, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    norms = projection.norm(dim=1)
+    assert (norms - norms.float().double()).abs().max() > 1e-9
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_one_segment_per_row_equals_the_unsegmented_op(causal):
+    # A single length bucket (every row one segment): guards reading the shape of a second bucket in
+    # SegmentLayout.merge, which only exists when segment lengths differ.
+    q, k, v = _qkv(length=10)
+    projection = random_projection(16, 8, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    segment_ids = torch.full((2, 10), 3)
+    packed = favor_attention(q, k, v, projection, causal=causal, segment_ids=segment_ids)
+    torch.testing.assert_close(packed, favor_attention(q, k, v, projection, causal=causal))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_all_padding_packed_batch_gives_zeros_and_zero_gradients(causal):
+    # Guards the empty layout of a packed batch with no real token (favor.ops.segments._sorted_segments).
+    q, k, v = (t.requires_grad_(True) for t in _qkv(length=10))
+    projection = random_projection(16, 8, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    padding = torch.ones(2, 10, dtype=torch.bool)
+    segment_ids = torch.arange(10).repeat(2, 1)
+    out = favor_attention(
+        q, k, v, projection, causal=causal, segment_ids=segment_ids, key_padding_mask=padding
+    )
+    assert out.shape == v.shape and torch.equal(out, torch.zeros_like(out))
+    out.sum().backward()
+    for t in (q, k, v):
+        assert t.grad is None or torch.equal(t.grad, torch.zeros_like(t))

@@ -37,6 +37,7 @@ PER_POSITION_TASKS = ("mlm", "clm", "token_classification", "token_regression")
 POSITIONS = ("learned", "rotary", "none")
 POOLINGS = ("mean", "cls")
 PAIR_HEADS = ("bilinear", "mlp")
+DECODER_ATTENTIONS = ("top", "bottom")  # seq2seq lstm: the decoder layer that reads the source
 
 
 def _fail(owner: str, name: str, value: Any, expected: str) -> None:
@@ -155,6 +156,11 @@ class ModelConfig:
     seed: int = 0
     # task "seq2seq": blocks (or recurrent layers) of the decoder; None means n_layers (the encoder's).
     decoder_layers: int | None = None
+    # task "seq2seq", backbone "lstm": which decoder layer reads the source through Luong attention.
+    # "top": the last layer's states (the decoder's output is the attentional state); "bottom": the first
+    # layer's, and its attentional state is the input of the layers above it (GNMT's layout), so the upper
+    # layers carry the alignment from step to step. Both keep teacher forcing one parallel pass.
+    decoder_attention: str = "top"
 
     def __post_init__(self) -> None:
         self.attention = _coerce(self.attention, PerformerConfig, "attention")
@@ -166,6 +172,7 @@ class ModelConfig:
         _check_choice(own, "position", self.position, POSITIONS)
         _check_choice(own, "pooling", self.pooling, POOLINGS)
         _check_choice(own, "pair_head", self.pair_head, PAIR_HEADS)
+        _check_choice(own, "decoder_attention", self.decoder_attention, DECODER_ATTENTIONS)
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_length", "num_labels", "pair_dim"):
             _check_int(own, name, getattr(self, name), 1)
         _check_int(own, "seed", self.seed, 0)
@@ -218,6 +225,8 @@ class ModelConfig:
             self._check_seq2seq()
         elif self.decoder_layers is not None:
             _fail(own, "decoder_layers", self.decoder_layers, f"None unless task is {SEQ2SEQ_TASK!r}")
+        elif self.decoder_attention != "top":
+            _fail(own, "decoder_attention", self.decoder_attention, f"'top' unless task is {SEQ2SEQ_TASK!r}")
 
     def _check_seq2seq(self) -> None:
         own = "ModelConfig"
@@ -236,6 +245,10 @@ class ModelConfig:
             )
         if self.position == "rotary" and self.backbone == "lstm":
             _fail(own, "position", "rotary", "'learned' or 'none' for backbone 'lstm'")
+        if self.decoder_attention == "bottom" and self.backbone != "lstm":
+            _fail(own, "decoder_attention", "bottom", "'top' unless backbone is 'lstm'")
+        if self.decoder_attention == "bottom" and self.n_decoder_layers < 2:
+            _fail(own, "decoder_attention", "bottom", "'top' for a one-layer decoder (no layer above it)")
 
     @property
     def n_decoder_layers(self) -> int:

@@ -108,17 +108,26 @@ class AttentionDecoder(nn.Module):
 
 
 class RecurrentDecoder(nn.Module):
-    """A unidirectional residual LSTM stack, then Luong attention over the encoder states."""
+    """A unidirectional residual LSTM stack with Luong attention over the encoder states.
+
+    ``decoder_attention="top"``: the stack, then attention over its last states. ``"bottom"``: the first
+    layer, attention over its states, then the other layers over the attentional states (GNMT's layout).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.rnn = RecurrentBackbone(
-            kind=config.backbone,
-            d_model=config.d_model,
-            n_layers=config.n_decoder_layers,
-            causal=True,
-            dropout=config.dropout,
-        )
+        self.bottom_attention = config.decoder_attention == "bottom"
+        stack = {
+            "kind": config.backbone,
+            "causal": True,
+            "dropout": config.dropout,
+            "d_model": config.d_model,
+        }
+        if self.bottom_attention:
+            self.bottom = RecurrentBackbone(n_layers=1, **stack)
+            self.rnn = RecurrentBackbone(n_layers=config.n_decoder_layers - 1, **stack)
+        else:
+            self.rnn = RecurrentBackbone(n_layers=config.n_decoder_layers, **stack)
         self.attention = LuongAttention(d_model=config.d_model)
 
     def memories(self, source: torch.Tensor, padding_mask: torch.Tensor | None) -> list[SourceMemory]:
@@ -128,14 +137,21 @@ class RecurrentDecoder(nn.Module):
         self, x: torch.Tensor, memories: list[SourceMemory], padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         # Right padding of a unidirectional stack never reaches the real positions before it.
+        if self.bottom_attention:
+            attended = self.attention(self.bottom(x, padding_mask=padding_mask)[-1], memories[0])
+            return self.rnn(attended, padding_mask=padding_mask)[-1]
         return self.attention(self.rnn(x, padding_mask=padding_mask)[-1], memories[0])
 
     def init_state(self) -> list[Any]:
-        return self.rnn.init_state(1)
+        return (self.bottom.init_state(1) if self.bottom_attention else []) + self.rnn.init_state(1)
 
     def step(
         self, x: torch.Tensor, state: list[Any], memories: list[SourceMemory], *, offset: int
     ) -> tuple[torch.Tensor, list[Any]]:
+        if self.bottom_attention:
+            hidden, bottom_state = self.bottom.step(x, state[:1], offset=offset)
+            out, top_state = self.rnn.step(self.attention(hidden, memories[0]), state[1:], offset=offset)
+            return out, bottom_state + top_state
         hidden, state = self.rnn.step(x, state, offset=offset)
         return self.attention(hidden, memories[0]), state
 

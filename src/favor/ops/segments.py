@@ -180,8 +180,8 @@ def attend_per_segment(
     check_segment_ids(segment_ids, q)
     keep_mask(key_padding_mask, q)  # validates the mask
     layout = segment_layout(segment_ids, key_padding_mask)
-    if not layout.sources:  # every position is padding
-        return torch.zeros_like(v)
+    if not layout.sources:  # every position is padding: zeros, still part of the graph (zero gradients)
+        return v.masked_fill(torch.ones((), dtype=torch.bool, device=v.device), 0.0)
     pieces = [
         op(*parts, pad)
         for *parts, pad in zip(layout.split(q), layout.split(k), layout.split(v), layout.padding, strict=True)

@@ -15,7 +15,9 @@ Layout of ``RUN_DIR/checkpoints/``::
 
 A checkpoint is written into a hidden temporary folder that is renamed into place only when complete,
 then ``latest`` is replaced (write + ``os.replace``): a crash at any moment leaves the previous checkpoint
-intact and ``latest`` pointing at a complete folder. Loading checks every file against the manifest, so
+intact and ``latest`` pointing at a complete folder. (Rewriting an existing step sets the old folder aside
+first; a crash between the two renames leaves it complete under ``.old-step-N-<pid>``, which
+`latest_checkpoint` reads and the next save moves back.) Loading checks every file against the manifest, so
 a truncated or modified file fails with `CheckpointError` naming it.
 """
 
@@ -173,6 +175,7 @@ def save_checkpoint(
     _check_finite(model)
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
+    _restore_interrupted_rewrites(root)
     name = f"step-{step:08d}"
     final = root / name
     tmp = root / f".tmp-{name}-{os.getpid()}"
@@ -232,6 +235,23 @@ def _write_contents(
     _write_json(folder / "manifest.json", manifest)
 
 
+def _set_aside(root: Path, name: str) -> Path | None:
+    """The complete checkpoint ``name`` set aside by a same-step rewrite that stopped between its two
+    renames (``step-N`` moved to ``.old-step-N-<pid>``, the new one not yet renamed into place), or None."""
+    for old in sorted(root.glob(f".old-{name}-*")):
+        if old.is_dir() and not old.is_symlink() and (old / "manifest.json").is_file():
+            return old
+    return None
+
+
+def _restore_interrupted_rewrites(root: Path) -> None:
+    """Move back every checkpoint a crashed same-step rewrite left set aside (the one writer of a run)."""
+    for old in root.glob(".old-step-*"):
+        name = old.name[len(".old-") :].rsplit("-", 1)[0]
+        if CHECKPOINT_NAME.match(name) and not os.path.lexists(root / name) and _set_aside(root, name) == old:
+            os.replace(old, root / name)
+
+
 def _prune(root: Path, *, keep: int, current: str) -> None:
     steps = sorted(p for p in root.iterdir() if p.is_dir() and CHECKPOINT_NAME.match(p.name))
     for old in steps[: max(0, len(steps) - keep)]:
@@ -256,6 +276,11 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
         raise CheckpointError(f"{pointer}: names {name[:100]!r}, not a checkpoint folder beside it (step-N)")
     folder = root / name
     if not folder.is_dir():
+        # A same-step rewrite stopped between its renames: the previous complete checkpoint is set aside
+        # (read here, moved back by the next save_checkpoint).
+        set_aside = _set_aside(root, name)
+        if set_aside is not None:
+            return set_aside
         raise CheckpointError(f"{pointer}: names {name!r}, which is not a checkpoint folder in {root}")
     return folder
 
