@@ -157,20 +157,25 @@ def test_fraction_refusals(alphabet: Alphabet) -> None:
             mask_tokens(tokens, alphabet, mask_fraction=mask_fraction, random_fraction=random_fraction)
 
 
+def _select_all(tokens, alphabet, mask_fraction, random_fraction, *, seed):
+    """mask_tokens with every eligible position selected (probability 1) and the given action fractions."""
+    return mask_tokens(
+        tokens,
+        alphabet,
+        probability=1.0,
+        mask_fraction=mask_fraction,
+        random_fraction=random_fraction,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
 # Fractions of exactly 0 and a sum of exactly 1 are allowed and act as all-unchanged / all-mask / all-random.
 def test_fraction_boundaries_allowed(alphabet: Alphabet) -> None:
     tokens = _random_batch(alphabet, 4, 50)
     residue = torch.isin(tokens, torch.tensor(alphabet.residue_ids))
 
     def run(mask_fraction: float, random_fraction: float) -> torch.Tensor:
-        out = mask_tokens(
-            tokens,
-            alphabet,
-            probability=1.0,
-            mask_fraction=mask_fraction,
-            random_fraction=random_fraction,
-            generator=torch.Generator().manual_seed(0),
-        )
+        out = _select_all(tokens, alphabet, mask_fraction, random_fraction, seed=0)
         assert torch.equal(out.labels[residue], tokens[residue])
         assert torch.equal(out.input_ids[~residue], tokens[~residue])
         return out.input_ids[residue]
@@ -204,14 +209,7 @@ def test_action_bands_are_half_open(alphabet: Alphabet) -> None:
     # unchanged at its end.
     edges = [(u, 0.0, tokens[0]), (u, (1.0 - u) / 2, standard[pick[0]]), (0.0, u, tokens[0])]
     for mask_fraction, random_fraction, at_edge in edges:
-        out = mask_tokens(
-            tokens,
-            alphabet,
-            probability=1.0,
-            mask_fraction=mask_fraction,
-            random_fraction=random_fraction,
-            generator=torch.Generator().manual_seed(6),
-        )
+        out = _select_all(tokens, alphabet, mask_fraction, random_fraction, seed=6)
         expected = tokens.clone()
         to_random = (u_action >= mask_fraction) & (u_action < mask_fraction + random_fraction)
         expected[to_random] = standard[pick][to_random]
