@@ -6,6 +6,9 @@
 #   bash tools/mutation.sh "favor.ops.segments*"    # the mutants of one module (a glob of mutant names)
 #   SAMPLE=400 SEED=0 bash tools/mutation.sh "favor.ops*"   # a uniform random sample of those mutants
 #   MAX_CHILDREN=1 ...                              # parallel test processes (default: mutmut's, one per core)
+#   EXCLUDE=FILE SAMPLE=400 SEED=1 ...              # a sample disjoint from the mutants named in FILE
+#                                                   # (one 'name:' per line, as mutants/sample.txt; copy it first,
+#                                                   # each sampled run rewrites mutants/sample.txt)
 # Not run in CI (too slow for its budget). Needs the dev environment (.venv); installs mutmut.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +22,11 @@ if [ -n "${SAMPLE:-}" ]; then
   mapfile -t names < <(.venv/bin/mutmut results --all true | awk -F': ' '{print $1}' | sed 's/^ *//' \
     | .venv/bin/python -c "
 import fnmatch, random, sys
-names = sorted(n.strip() for n in sys.stdin if fnmatch.fnmatch(n.strip(), sys.argv[1]))
+excluded = {line.strip().rstrip(':') for line in open(sys.argv[4])} if sys.argv[4] else set()
+names = sorted(n.strip() for n in sys.stdin if fnmatch.fnmatch(n.strip(), sys.argv[1]) and n.strip() not in excluded)
 random.Random(int(sys.argv[3])).shuffle(names)
 print('\n'.join(sorted(names[: int(sys.argv[2])])))
-" "$pattern" "$SAMPLE" "${SEED:-0}")
+" "$pattern" "$SAMPLE" "${SEED:-0}" "${EXCLUDE:-}")
   echo "sampled ${#names[@]} mutants matching $pattern (seed ${SEED:-0})"
   .venv/bin/mutmut run "${children[@]}" "${names[@]}" || true
   printf '%s:\n' "${names[@]}" > mutants/sample.txt   # 'name:' so that _1 never matches _10
