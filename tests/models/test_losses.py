@@ -85,3 +85,50 @@ def test_wrong_shapes_and_unknown_tasks_are_named():
         task_loss("clm", torch.zeros(2, 5, V), torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="unknown task 'lm'"):
         task_loss_sum("lm", torch.zeros(2, 5, V), torch.zeros(2, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("task", ["seq2seq", "mlm"])
+def test_label_smoothing_is_the_cross_entropy_against_the_smoothed_one_hot(task):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (2, 6))
+    labels[0, 1] = IGNORE_INDEX
+    padding = torch.zeros(2, 6, dtype=torch.bool)
+    padding[1, 4:] = True
+    eps = 0.2
+    logp = logits.log_softmax(-1)
+    keep = (labels != IGNORE_INDEX) & ~padding
+    picked = logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    per_target = -(1 - eps) * picked - eps * logp.mean(-1)
+    expected = per_target[keep].mean()
+    got = task_loss(task, logits, labels, padding_mask=padding, label_smoothing=eps)
+    assert float(got.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    (grad,) = torch.autograd.grad(got, logits)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(grad, expected_grad)
+    plain = task_loss(task, logits, labels, padding_mask=padding)
+    assert torch.equal(task_loss(task, logits, labels, padding_mask=padding, label_smoothing=0.0), plain)
+    assert float(got.detach()) != pytest.approx(float(plain.detach()), rel=1e-3)
+
+
+def test_label_smoothing_out_of_range_or_on_a_task_without_one_class_id_is_refused():
+    logits, labels = torch.randn(2, 5, V), torch.zeros(2, 5, dtype=torch.long)
+    for eps in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"label_smoothing=.*\[0, 1\)"):
+            task_loss("clm", logits, labels, label_smoothing=eps)
+    with pytest.raises(ValueError, match="not to 'contact'"):
+        task_loss("contact", torch.randn(2, 5, 5), torch.zeros(2, 5, 5), label_smoothing=0.1)
+    with pytest.raises(ValueError, match="not to 'token_regression'"):
+        task_loss("token_regression", torch.randn(2, 5, 1), torch.zeros(2, 5), label_smoothing=0.1)
+    with pytest.raises(ValueError, match="not multi-label"):
+        task_loss(
+            "sequence_classification",
+            torch.randn(2, 3),
+            torch.zeros(2, 3),
+            multi_label=True,
+            label_smoothing=0.1,
+        )
+    single = task_loss(
+        "sequence_classification", torch.randn(2, 3), torch.tensor([0, 2]), label_smoothing=0.1
+    )
+    assert torch.isfinite(single)

@@ -233,3 +233,13 @@ def test_carried_state_round_trips_through_named_tensors():
         carry_from_tensors({"layer0.0": h, "layer0.1": c}, layout, "cpu")
     with pytest.raises(TypeError, match="layer 0"):
         carry_to_tensors(DecodingState(layers=[{"k": h}]))
+
+
+def test_label_smoothing_needs_an_objective_scored_by_one_class_id():
+    config = json.loads(json.dumps(TASKS["timeseries"]))
+    config["train"]["label_smoothing"] = 0.1
+    with pytest.raises(ConfigError, match=r"label_smoothing=0.1 needs an objective scored by one class id"):
+        run_config_from_dict(config)
+    config = json.loads(json.dumps(TASKS["digits"]))
+    config["train"]["label_smoothing"] = 0.1
+    assert run_config_from_dict(config).train.label_smoothing == 0.1

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import favor.train.trainer as trainer_module
 from favor.evaluate.metrics import LMStats
+from favor.models import task_loss
 from favor.runs.config import ConfigError, run_config_from_dict
 from favor.train.distributed import DistContext
 from favor.train.monitor import read_metrics
@@ -149,6 +150,41 @@ def test_a_training_step_reports_the_models_own_loss(objective):
         )
     result = trainer.train_step([batch])
     assert result.loss == pytest.approx(float(expected.loss), rel=1e-5)
+
+
+def test_train_label_smoothing_smooths_the_training_loss_only():
+    config = tiny(grad_accum=1, redraw_interval=0, label_smoothing=0.3)
+    config["model"]["dropout"] = 0.0
+    trainer = Trainer(config=run_config_from_dict(config), dist=DistContext())
+    batch = trainer.next_batch()
+    with torch.no_grad():
+        logits = trainer.model(batch["input_ids"], padding_mask=batch["padding_mask"]).logits
+    smoothed = task_loss(
+        "mlm", logits, batch["labels"], padding_mask=batch["padding_mask"], label_smoothing=0.3
+    )
+    plain = task_loss("mlm", logits, batch["labels"], padding_mask=batch["padding_mask"])
+    assert float(smoothed) != pytest.approx(float(plain), rel=1e-3)
+    assert trainer.train_step([batch]).loss == pytest.approx(float(smoothed), rel=1e-5)
+    # Validation scores the plain cross-entropy: the same weights validate alike with and without smoothing.
+    plain_config = tiny(grad_accum=1, redraw_interval=0)
+    plain_config["model"]["dropout"] = 0.0
+    plain_trainer = Trainer(config=run_config_from_dict(plain_config), dist=DistContext())
+    plain_trainer.model.load_state_dict(trainer.model.state_dict())
+    assert trainer.evaluate()["loss"] == pytest.approx(plain_trainer.evaluate()["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"train": {"label_smoothing": 1.0}}, r"train.label_smoothing=1.0: expected a float in \[0, 1\)"),
+        ({"train": {"label_smoothing": True}}, r"train.label_smoothing=True"),
+    ],
+)
+def test_train_label_smoothing_out_of_range_is_refused(overrides, match):
+    config = tiny()
+    config["train"].update(overrides["train"])
+    with pytest.raises(ConfigError, match=match):
+        run_config_from_dict(config)
 
 
 def test_a_time_limited_run_warns_when_the_schedule_spans_max_steps(tmp_path):

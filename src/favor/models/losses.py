@@ -9,6 +9,10 @@ pairs) and NaN regression targets.
 several batches (micro-batches, ranks, an evaluation set) weights every target alike; `task_loss` is that
 sum over that count for one batch. Losses are computed in float32 whatever the logits' dtype (bf16
 autocast); with no target counting the loss is 0 (still connected to the graph), never NaN.
+
+``label_smoothing`` (epsilon in [0, 1), the tasks scored by one class id only) is the cross-entropy against
+``(1 - epsilon) * one_hot + epsilon / C`` over the C classes, torch's definition: a training loss; the
+evaluators always score the plain cross-entropy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ IGNORE_INDEX = -100
 
 # Tasks scored by the cross-entropy of one class id per position.
 _TOKEN_TASKS = ("mlm", "clm", "token_classification", "seq2seq")
+# Tasks whose loss can be label-smoothed: one class id per target (not multi-label classification).
+SMOOTHABLE_TASKS = (*_TOKEN_TASKS, "sequence_classification")
 _REGRESSION_TASKS = ("sequence_regression", "token_regression")
 _TASKS = (*_TOKEN_TASKS, *_REGRESSION_TASKS, "sequence_classification", "contact")
 
@@ -66,6 +72,7 @@ def task_loss_sum(
     *,
     padding_mask: torch.Tensor | None = None,
     multi_label: bool = False,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The float32 sum of ``task``'s per-target losses over the batch, and the number of targets.
 
@@ -75,12 +82,20 @@ def task_loss_sum(
     ``(B,)`` class ids, or ``(B, num_labels)`` 0/1 with ``multi_label``; sequence_regression ``(B,)`` or
     ``(B, num_labels)``; token_regression ``(B, L)`` or ``(B, L, num_labels)``; contact ``(B, L, L)`` 0/1.
     Cross-entropy for class ids, binary cross-entropy for multi-label and contact, squared error for
-    regression. For seq2seq, ``padding_mask`` is the decoder's.
+    regression. For seq2seq, ``padding_mask`` is the decoder's. ``label_smoothing`` (see the module
+    docstring) applies to the cross-entropy tasks only; a nonzero value elsewhere is an error.
     """
     _check_task(task)
     if task in _REGRESSION_TASKS and labels.dim() == logits.dim() - 1 and logits.shape[-1] == 1:
         labels = labels.unsqueeze(-1)
     binary = task == "contact" or (task == "sequence_classification" and multi_label)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing={label_smoothing!r}: expected a float in [0, 1)")
+    if label_smoothing and (binary or task not in SMOOTHABLE_TASKS):
+        raise ValueError(
+            f"label_smoothing={label_smoothing!r} applies to tasks scored by one class id "
+            f"({', '.join(SMOOTHABLE_TASKS)}, not multi-label), not to {task!r}"
+        )
     shape = logits.shape if binary or task in _REGRESSION_TASKS else logits.shape[:-1]
     _check_shape(labels, shape, task)
     keep = target_mask(task, labels, padding_mask=padding_mask)
@@ -92,7 +107,8 @@ def task_loss_sum(
     else:
         targets = labels.long().masked_fill(~keep, 0).reshape(-1)
         flat = logits.float().reshape(-1, logits.shape[-1])  # (N, C)
-        losses = F.cross_entropy(flat, targets, reduction="none").reshape(labels.shape)
+        losses = F.cross_entropy(flat, targets, reduction="none", label_smoothing=label_smoothing)
+        losses = losses.reshape(labels.shape)
     return losses.masked_fill(~keep, 0.0).sum(), keep.sum()
 
 
@@ -103,8 +119,16 @@ def task_loss(
     *,
     padding_mask: torch.Tensor | None = None,
     multi_label: bool = False,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """The mean loss of ``task`` over the batch's targets: `task_loss_sum`'s sum over its count (0 if
     there is no target)."""
-    total, count = task_loss_sum(task, logits, labels, padding_mask=padding_mask, multi_label=multi_label)
+    total, count = task_loss_sum(
+        task,
+        logits,
+        labels,
+        padding_mask=padding_mask,
+        multi_label=multi_label,
+        label_smoothing=label_smoothing,
+    )
     return total / count.clamp_min(1)

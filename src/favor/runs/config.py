@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from favor.models.config import RECURRENT_BACKBONES, ModelConfig
+from favor.models.losses import SMOOTHABLE_TASKS
 from favor.runs.sources import all_objectives, get_source, source_names
 from favor.runs.validation import (
     ConfigError,
@@ -189,6 +190,9 @@ class TrainConfig:
     eps: float = 1e-8
     # Max global gradient norm; 0 disables clipping.
     grad_clip: float = 1.0
+    # Label smoothing epsilon of the training loss (objectives scored by one class id: mlm, clm, seq2seq,
+    # sequence_classification); the logged training loss includes it, validation and favor evaluate do not.
+    label_smoothing: float = 0.0
     # Micro-batches per optimizer step.
     grad_accum: int = 1
     # Truncated backpropagation through time (0: off): recurrent backbones on the text source read
@@ -233,6 +237,8 @@ class TrainConfig:
         for name in ("weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)!r}: expected a float >= 0")
+        if isinstance(self.label_smoothing, bool) or not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"train.label_smoothing={self.label_smoothing!r}: expected a float in [0, 1)")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio={self.min_lr_ratio!r}: expected a float in [0, 1]")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
@@ -321,9 +327,16 @@ def _build_model(data: Any, train: TrainConfig, dataset: DataConfig) -> ModelCon
     if train.activation_checkpointing:
         data["gradient_checkpointing"] = True
     try:
-        return ModelConfig.from_dict(data)
+        model = ModelConfig.from_dict(data)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"section 'model': {error}") from None
+    if train.label_smoothing and (model.task not in SMOOTHABLE_TASKS or model.multi_label):
+        raise ConfigError(
+            f"train.label_smoothing={train.label_smoothing!r} needs an objective scored by one class id "
+            f"({', '.join(SMOOTHABLE_TASKS)}, not multi-label); got model.task={model.task!r}"
+            + (" with multi_label" if model.multi_label else "")
+        )
+    return model
 
 
 def _check_lengths(model: ModelConfig, dataset: DataConfig, train: TrainConfig) -> None:

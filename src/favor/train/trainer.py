@@ -221,6 +221,7 @@ class Trainer:
             batch["labels"].to(self.device),
             padding_mask=self._loss_padding(batch),
             multi_label=model.multi_label,
+            label_smoothing=self.config.train.label_smoothing,
         )
 
     def _count_targets(self, batch: dict[str, Any]) -> int:
