@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from favor.ops import favor_attention, random_projection, softmax_attention
+from favor.ops import (
+    favor_attention,
+    favor_attention_matrix,
+    favor_cross_attention,
+    naive_favor_attention,
+    naive_favor_cross_attention,
+    random_projection,
+    softmax_attention,
+    softmax_attention_matrix,
+)
 
 
 def _qkv(length=12, heads=2, dim=8, seed=0):
@@ -137,3 +146,90 @@ def test_all_padding_packed_batch_gives_zeros_and_zero_gradients(causal):
     out.sum().backward()
     for t in (q, k, v):
         assert t.grad is None or torch.equal(t.grad, torch.zeros_like(t))
+
+
+def _rows_of_different_scale(length=16, heads=2, dim=16):
+    """Float32 q, k, v whose second batch row has keys of norm ~40: its key log-scales sit ~100 below the
+    first row's, so one stabilizer shared across rows would underflow the second row's weights to 0."""
+    q, k, v = (t.float() for t in _qkv(length=length, heads=heads, dim=dim, seed=3))
+    k = k.clone()
+    k[1] = k[1] / k[1].norm(dim=-1, keepdim=True) * 40.0
+    return q, k, v
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_plain_twins_keep_one_key_stabilizer_per_batch_row(causal):
+    # Guards `amax(dim=-1)` -> `amax(dim=None)` and `exp(log_scale - c)` -> `exp(log_scale + c)` in
+    # favor.ops.common.noncausal_key_weights (the plain twin, the cross op and the matrix form use it).
+    q, k, v = _rows_of_different_scale()
+    projection = random_projection(32, 16, generator=torch.Generator().manual_seed(2))
+    fast = favor_attention(q, k, v, projection, causal=causal)
+    assert fast[1].abs().amax() > 0.1  # the second row attends: its outputs are averages of v, not 0
+    torch.testing.assert_close(
+        naive_favor_attention(q, k, v, projection, causal=causal), fast, rtol=1e-4, atol=1e-5
+    )
+    matrix = favor_attention_matrix(q, k, projection, causal=causal)
+    torch.testing.assert_close(matrix @ v, fast, rtol=1e-4, atol=1e-5)
+    if not causal:
+        torch.testing.assert_close(favor_cross_attention(q, k, v, projection), fast, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            naive_favor_cross_attention(q, k, v, projection), fast, rtol=1e-4, atol=1e-5
+        )
+
+
+def test_random_projection_returns_the_dtype_asked_for():
+    # Guards `.to(device=device, dtype=dtype)` -> dtype dropped in favor.ops.projection.random_projection
+    # (the draw is made in float64, then cast).
+    default = random_projection(8, 4, generator=torch.Generator().manual_seed(5))
+    double = random_projection(8, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    half = random_projection(8, 4, generator=torch.Generator().manual_seed(5), dtype=torch.bfloat16)
+    assert (default.dtype, double.dtype, half.dtype) == (
+        torch.get_default_dtype(),
+        torch.float64,
+        torch.bfloat16,
+    )
+    torch.testing.assert_close(default, double.float())
+
+
+def test_the_cross_twin_checks_the_shape_of_q():
+    # Guards `check_cross_qkv(q, k, v)` -> `check_cross_qkv(None, k, v)` in naive_favor_cross_attention.
+    q, k, v = (t.float() for t in _qkv(dim=8))
+    with pytest.raises(ValueError, match="q must be \\(batch, heads, L_q, head_dim\\)"):
+        naive_favor_cross_attention(q[..., :4], k, v, random_projection(16, 8))
+
+
+def test_a_trainable_projection_is_refused_with_the_plain_twin_named():
+    # Guards the message of favor.ops.attention._fixed: it names the function that does differentiate.
+    q, k, v = (t.float() for t in _qkv(dim=8))
+    projection = random_projection(16, 8).requires_grad_()
+    with pytest.raises(ValueError, match="use the plain twin, favor.ops.naive_favor_attention"):
+        favor_attention(q, k, v, projection)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_matrix_form_of_a_fully_padded_row_is_zero_like_the_op(causal):
+    # Guards the denominator floor `tiny ** 0.5` -> `tiny ** 1.5` (0 in float32: 0 / 0) in
+    # favor.ops.matrices.favor_attention_matrix.
+    q, k, v = (t.float() for t in _qkv(dim=8))
+    pad = torch.zeros(2, 12, dtype=torch.bool)
+    pad[1] = True
+    projection = random_projection(16, 8, generator=torch.Generator().manual_seed(6))
+    matrix = favor_attention_matrix(q, k, projection, causal=causal, key_padding_mask=pad)
+    assert torch.equal(matrix[1], torch.zeros_like(matrix[1]))
+    fast = favor_attention(q, k, v, projection, causal=causal, key_padding_mask=pad)
+    torch.testing.assert_close(matrix @ v, fast, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("favor", [False, True])
+def test_the_matrix_forms_build_their_masks_on_the_inputs_device(favor):
+    # Guards `device=q.device` -> None in favor.ops.matrices (_visible's ones, and the call that passes the
+    # device): meta tensors stand in for a CUDA device, on which a CPU mask fails the same way.
+    q, k = (t.float().to("meta") for t in _qkv(dim=8)[:2])
+    pad = torch.zeros(2, 12, dtype=torch.bool, device="meta")
+    if favor:
+        out = favor_attention_matrix(
+            q, k, random_projection(16, 8, device="meta"), causal=True, key_padding_mask=pad
+        )
+    else:
+        out = softmax_attention_matrix(q, k, causal=True, key_padding_mask=pad)
+    assert out.device.type == "meta" and out.shape == (2, 2, 12, 12)

@@ -59,7 +59,8 @@ class SegmentLayout:
         (padding slots point at 0 and are masked).
     padding: per bucket, ``(G_b, L_b)`` bool, True at the padding slots past a segment's end.
     destinations: flat indices of the real slots of every bucket, concatenated (where ``merge`` writes).
-    positions: ``(batch, length)`` long, the index of each position within its segment (0 at padding).
+
+    Each position's index within its segment (rotary and learned positions) is `segment_positions`.
     """
 
     batch: int
@@ -67,7 +68,6 @@ class SegmentLayout:
     sources: tuple[torch.Tensor, ...]
     padding: tuple[torch.Tensor, ...]
     destinations: torch.Tensor
-    positions: torch.Tensor
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(batch, heads, length, d)`` -> one ``(G_b, heads, L_b, d)`` tensor per bucket."""
@@ -141,7 +141,6 @@ def segment_layout(segment_ids: torch.Tensor, key_padding_mask: torch.Tensor | N
         sources=tuple(sources),
         padding=tuple(padding),
         destinations=dest,
-        positions=_within(positions, starts, counts, batch, length),
     )
 
 
