@@ -9,6 +9,8 @@
 #   EXCLUDE=FILE SAMPLE=400 SEED=1 ...              # a sample disjoint from the mutants named in FILE
 #                                                   # (one 'name:' per line, as mutants/sample.txt; copy it first,
 #                                                   # each sampled run rewrites mutants/sample.txt)
+#   SAMPLE=400 SEED=0 DRAW_ONLY=1 bash tools/mutation.sh "favor.ops*" > first.txt
+#                                                   # print the sample's names ('name:' lines), run nothing
 # Not run in CI (too slow for its budget). Needs the dev environment (.venv); installs mutmut.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,7 @@ names = sorted(n.strip() for n in sys.stdin if fnmatch.fnmatch(n.strip(), sys.ar
 random.Random(int(sys.argv[3])).shuffle(names)
 print('\n'.join(sorted(names[: int(sys.argv[2])])))
 " "$pattern" "$SAMPLE" "${SEED:-0}" "${EXCLUDE:-}")
+  if [ -n "${DRAW_ONLY:-}" ]; then printf '%s:\n' "${names[@]}"; exit 0; fi
   echo "sampled ${#names[@]} mutants matching $pattern (seed ${SEED:-0})"
   .venv/bin/mutmut run "${children[@]}" "${names[@]}" || true
   printf '%s:\n' "${names[@]}" > mutants/sample.txt   # 'name:' so that _1 never matches _10
