@@ -84,7 +84,7 @@ def _batch(task: str, multi_label: bool) -> dict[str, torch.Tensor]:
 def _trainer_mean(config, model, batch) -> float:
     """The loss `Trainer.train_step` reports for this one batch: its summed loss over its target count."""
     trainer = Trainer.__new__(Trainer)
-    trainer.config = types.SimpleNamespace(model=config)
+    trainer.config = types.SimpleNamespace(model=config, train=types.SimpleNamespace(label_smoothing=0.0))
     trainer.device = torch.device("cpu")
     total, count = trainer._loss_sum(model_logits(model, batch, trainer.device), batch)
     assert int(count) == trainer._count_targets(batch) > 0
