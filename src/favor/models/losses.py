@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["IGNORE_INDEX", "target_mask", "task_loss", "task_loss_sum"]
+__all__ = ["IGNORE_INDEX", "smoothable", "target_mask", "task_loss", "task_loss_sum"]
 
 # Label value that scores nothing (also torch.nn.functional.cross_entropy's default ignore_index).
 IGNORE_INDEX = -100
@@ -31,6 +31,11 @@ _TOKEN_TASKS = ("mlm", "clm", "token_classification", "seq2seq")
 SMOOTHABLE_TASKS = (*_TOKEN_TASKS, "sequence_classification")
 _REGRESSION_TASKS = ("sequence_regression", "token_regression")
 _TASKS = (*_TOKEN_TASKS, *_REGRESSION_TASKS, "sequence_classification", "contact")
+
+
+def smoothable(task: str, multi_label: bool = False) -> bool:
+    """Whether ``task``'s loss can be label-smoothed: one class id per target (not multi-label)."""
+    return task in SMOOTHABLE_TASKS and not (task == "sequence_classification" and multi_label)
 
 
 def _check_task(task: str) -> None:
@@ -91,7 +96,7 @@ def task_loss_sum(
     binary = task == "contact" or (task == "sequence_classification" and multi_label)
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing={label_smoothing!r}: expected a float in [0, 1)")
-    if label_smoothing and (binary or task not in SMOOTHABLE_TASKS):
+    if label_smoothing and not smoothable(task, multi_label):
         raise ValueError(
             f"label_smoothing={label_smoothing!r} applies to tasks scored by one class id "
             f"({', '.join(SMOOTHABLE_TASKS)}, not multi-label), not to {task!r}"

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from favor.models.config import RECURRENT_BACKBONES, ModelConfig
-from favor.models.losses import SMOOTHABLE_TASKS
+from favor.models.losses import SMOOTHABLE_TASKS, smoothable
 from favor.runs.sources import all_objectives, get_source, source_names
 from favor.runs.validation import (
     ConfigError,
@@ -191,7 +191,8 @@ class TrainConfig:
     # Max global gradient norm; 0 disables clipping.
     grad_clip: float = 1.0
     # Label smoothing epsilon of the training loss (objectives scored by one class id: mlm, clm, seq2seq,
-    # sequence_classification); the logged training loss includes it, validation and favor evaluate do not.
+    # single-label sequence_classification); the logged training loss includes it, validation and favor
+    # evaluate do not.
     label_smoothing: float = 0.0
     # Micro-batches per optimizer step.
     grad_accum: int = 1
@@ -330,7 +331,7 @@ def _build_model(data: Any, train: TrainConfig, dataset: DataConfig) -> ModelCon
         model = ModelConfig.from_dict(data)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"section 'model': {error}") from None
-    if train.label_smoothing and (model.task not in SMOOTHABLE_TASKS or model.multi_label):
+    if train.label_smoothing and (not smoothable(model.task) or model.multi_label):
         raise ConfigError(
             f"train.label_smoothing={train.label_smoothing!r} needs an objective scored by one class id "
             f"({', '.join(SMOOTHABLE_TASKS)}, not multi-label); got model.task={model.task!r}"
