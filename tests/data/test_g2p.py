@@ -3,7 +3,14 @@ errors, and batches aligned for teacher forcing."""
 
 import pytest
 
-from favor.data.g2p import G2PVocabulary, g2p_batch, g2p_part, load_cmudict, split_dictionary
+from favor.data.g2p import (
+    G2PVocabulary,
+    g2p_batch,
+    g2p_part,
+    load_cmudict,
+    split_dictionary,
+    strip_stress,
+)
 from favor.data.masking import IGNORE_INDEX
 
 FRACTIONS = {"valid_fraction": 0.02, "test_fraction": 0.1}
@@ -64,3 +71,21 @@ def test_batch_is_right_padded_and_labels_are_shifted():
     assert batch["labels"][0].tolist() == [*vocab.encode_phonemes(["R", "EH1", "D"]), vocab.eos_id]
     assert batch["labels"][1].tolist() == [vocab.ids["AH0"], vocab.eos_id, IGNORE_INDEX, IGNORE_INDEX]
     assert batch["decoder_padding_mask"][1].tolist() == [False, False, True, True]
+
+
+def test_the_dictionary_without_stress_drops_the_digits_and_merges_what_then_coincides():
+    assert strip_stress(["R", "EH1", "K", "ER0", "D"]) == ("R", "EH", "K", "ER", "D")
+    stressed, plain = load_cmudict(), load_cmudict(stress=False)
+    assert plain.keys() == stressed.keys()
+    merged = 0
+    for word, prons in stressed.items():
+        expected = []
+        for pron in prons:
+            bare = tuple(p.rstrip("012") for p in pron)
+            if bare not in expected:
+                expected.append(bare)
+        assert plain[word] == tuple(expected), word
+        merged += len(prons) - len(expected)
+    assert merged > 100  # pronunciations that differ only in stress become one
+    assert not any(ch in "012" for prons in plain.values() for pron in prons for p in pron for ch in p)
+    assert load_cmudict()["read"] == (("R", "EH1", "D"), ("R", "IY1", "D"))  # the cache keeps both

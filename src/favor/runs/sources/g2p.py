@@ -5,11 +5,16 @@ Every pronunciation of a training word is one item (a homograph gives several); 
 and `favor evaluate` agree on which words each holds. A batch holds ``data.max_tokens // data.max_length``
 items, padded to its longest word and pronunciation. ``favor evaluate`` decodes the words of a part
 (greedy or beam search) and reports phoneme and word error rates against the closest pronunciation.
+
+``data.g2p.stress`` (default true) keeps the dictionary's lexical stress; false trains and scores on the
+39 phonemes without it, the convention of most published CMUdict results. A run trained with stress also
+reports its scores with the stress of prediction and references removed (``without_stress``).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +22,36 @@ import numpy as np
 import torch
 
 from favor.data.arrays import IndexBatchLoader
-from favor.data.g2p import G2PVocabulary, g2p_batch, load_cmudict, split_dictionary
+from favor.data.g2p import (
+    G2PVocabulary,
+    g2p_batch,
+    load_cmudict,
+    split_dictionary,
+    strip_stress,
+    unstressed_pronunciations,
+)
 from favor.evaluate.g2p import score_g2p, transcribe
 from favor.folders import load_model
 from favor.runs.sources.base import DataSource, RunData, index_loader, register
 
-__all__ = ["G2PSource", "g2p_loader", "g2p_words"]
+__all__ = ["G2PConfig", "G2PSource", "g2p_loader", "g2p_words"]
+
+
+@dataclass
+class G2PConfig:
+    """``data.g2p``: which transcription of the CMU dictionary the model learns."""
+
+    # true: ARPAbet with lexical stress (AH0, EH1, ...); false: stress digits removed (39 phonemes).
+    stress: bool = True
 
 
 def g2p_words(config: Any, part: str) -> list[tuple[str, tuple[tuple[str, ...], ...]]]:
     """``(word, pronunciations)`` of ``part``, sorted by word; checked against ``data.max_length``."""
     words = split_dictionary(
-        load_cmudict(), part, valid_fraction=config.valid_fraction, test_fraction=config.test_fraction
+        load_cmudict(stress=config.g2p.stress),
+        part,
+        valid_fraction=config.valid_fraction,
+        test_fraction=config.test_fraction,
     )
     if not words:
         raise ValueError(f"the g2p {part} part is empty; change data.valid_fraction/test_fraction")
@@ -66,6 +89,7 @@ def _pairs(words: list[tuple[str, tuple[tuple[str, ...], ...]]]) -> list[tuple[s
 class G2PSource(DataSource):
     name = "g2p"
     objectives = ("seq2seq",)
+    section = G2PConfig
     evaluate_options = ("beam", "max_words")
 
     def model_fields(self, data: Any, objective: str) -> tuple[dict[str, Any], str]:
@@ -106,9 +130,23 @@ class G2PSource(DataSource):
                 raise ValueError(f"--max-words must be >= 1, got {max_words}")
             words = [words[i * total // max_words] for i in range(min(max_words, total))]
         result = transcribe(model, G2PVocabulary(), [w for w, _ in words], beam=beam)
-        scores = score_g2p(result.phonemes, [prons for _, prons in words])
+        references = [prons for _, prons in words]
+        scores = score_g2p(result.phonemes, references)
+        extra: dict[str, Any] = {}
+        if config.data.g2p.stress:
+            # The same predictions scored on the 39 phonemes (published results' convention).
+            unstressed = score_g2p(
+                [strip_stress(p) for p in result.phonemes],
+                [unstressed_pronunciations(prons) for prons in references],
+            )
+            extra["without_stress"] = {
+                "phoneme_error_rate": unstressed.phoneme_error_rate,
+                "word_error_rate": unstressed.word_error_rate,
+            }
         return {
             **scores.to_dict(),
+            **extra,
+            "stress": config.data.g2p.stress,
             "n_words_in_split": total,
             "beam": beam,
             "convention": "closest pronunciation: a word is right if it matches any of its pronunciations; "
@@ -123,7 +161,16 @@ class G2PSource(DataSource):
             f"{run_dir} on CMUdict ({metrics['split']}: {metrics['n_words']:,} of "
             f"{metrics['n_words_in_split']:,} words, {decoding})",
             f"  PER {metrics['phoneme_error_rate']:.4f}  WER {metrics['word_error_rate']:.4f}  "
-            f"{metrics['tokens_per_second']:.0f} tokens/s",
+            f"{metrics['tokens_per_second']:.0f} tokens/s"
+            + ("" if metrics.get("stress", True) else "  (without stress)"),
+            *(
+                [
+                    f"  without stress: PER {plain['phoneme_error_rate']:.4f}  "
+                    f"WER {plain['word_error_rate']:.4f}"
+                ]
+                if (plain := metrics.get("without_stress"))
+                else []
+            ),
         ]
 
 
