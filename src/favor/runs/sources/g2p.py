@@ -157,21 +157,18 @@ class G2PSource(DataSource):
 
     def format_metrics(self, run_dir: Any, metrics: dict[str, Any]) -> list[str]:
         decoding = "greedy" if metrics["beam"] == 1 else f"beam {metrics['beam']}"
-        return [
+        convention = "" if metrics.get("stress", True) else "  (without stress)"
+        lines = [
             f"{run_dir} on CMUdict ({metrics['split']}: {metrics['n_words']:,} of "
             f"{metrics['n_words_in_split']:,} words, {decoding})",
             f"  PER {metrics['phoneme_error_rate']:.4f}  WER {metrics['word_error_rate']:.4f}  "
-            f"{metrics['tokens_per_second']:.0f} tokens/s"
-            + ("" if metrics.get("stress", True) else "  (without stress)"),
-            *(
-                [
-                    f"  without stress: PER {plain['phoneme_error_rate']:.4f}  "
-                    f"WER {plain['word_error_rate']:.4f}"
-                ]
-                if (plain := metrics.get("without_stress"))
-                else []
-            ),
+            f"{metrics['tokens_per_second']:.0f} tokens/s{convention}",
         ]
+        if plain := metrics.get("without_stress"):
+            lines.append(
+                f"  without stress: PER {plain['phoneme_error_rate']:.4f}  WER {plain['word_error_rate']:.4f}"
+            )
+        return lines
 
 
 SOURCE = register(G2PSource())
